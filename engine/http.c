@@ -1,0 +1,789 @@
+/* http.c - the HTTP/1.1 server on libuv: connections, parsing, limits, ordered replies. */
+#include "http.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_HEADER_BYTES (16 * 1024)
+#define MAX_PIPELINED 64
+#define READ_BUF (64 * 1024)
+
+typedef struct conn conn;
+
+/* One request from its first byte to its answer being written. */
+typedef struct pending {
+    hl_http_req req;
+    conn *c; /* NULL once the connection is gone (orphan) */
+    struct pending *next;
+    char *url;
+    size_t url_len;
+    size_t body_cap;
+    char *out; /* the answer, once ready */
+    size_t out_len;
+    int done;
+    int close_after;
+} pending;
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    http_parser parser;
+    hl_http_server *srv;
+    hl_http_limits lim;
+    pending *cur;          /* being parsed */
+    pending *head, *tail;  /* parsed, answered in this order */
+    size_t npending;
+    size_t header_bytes;
+    int last_was_value;
+    int in_headers;
+    int err_status; /* set by a callback that stops the parser */
+    int reading;
+    int closing;
+    int close_when_flushed;
+    int writes;
+    int handles;
+    conn *prev, *next;
+};
+
+struct hl_http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    int listening;
+    hl_http_limits lim;
+    hl_http_handler handler;
+    void *ud;
+    conn *conns;
+    size_t nconns;
+    int shutting_down;
+    void (*done)(hl_http_server *, void *);
+    void *done_ud;
+    http_parser_settings settings;
+    char readbuf[READ_BUF];
+    int readbuf_busy;
+};
+
+typedef struct {
+    uv_write_t w;
+    conn *c;
+    char *data;
+} write_req;
+
+static void conn_close(conn *c);
+static void conn_flush(conn *c);
+static void conn_arm(conn *c);
+static void conn_resume(conn *c);
+static void maybe_done(hl_http_server *srv);
+
+const char *hl_http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void pending_free(pending *p)
+{
+    for (size_t i = 0; i < p->req.n_headers; i++) {
+        free(p->req.headers[i].name);
+        free(p->req.headers[i].value);
+    }
+    free(p->req.headers);
+    free(p->req.body);
+    free(p->req.path);
+    free(p->url);
+    free(p->out);
+    free(p);
+}
+
+static int append(char **buf, size_t *len, const char *at, size_t n)
+{
+    char *p = realloc(*buf, *len + n + 1);
+    if (!p)
+        return -1;
+    memcpy(p + *len, at, n);
+    *len += n;
+    p[*len] = 0;
+    *buf = p;
+    return 0;
+}
+
+static int on_message_begin(http_parser *hp)
+{
+    conn *c = hp->data;
+    c->cur = calloc(1, sizeof *c->cur);
+    if (!c->cur) {
+        c->err_status = 503;
+        return -1;
+    }
+    c->cur->c = c;
+    c->header_bytes = 0;
+    c->last_was_value = 0;
+    c->in_headers = 1;
+    conn_arm(c); /* the header deadline runs from the first byte */
+    return 0;
+}
+
+static int count_header_bytes(conn *c, size_t n)
+{
+    c->header_bytes += n;
+    if (c->header_bytes > MAX_HEADER_BYTES) {
+        c->err_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_url(http_parser *hp, const char *at, size_t n)
+{
+    conn *c = hp->data;
+    if (count_header_bytes(c, n) || append(&c->cur->url, &c->cur->url_len, at, n))
+        return c->err_status ? -1 : (c->err_status = 503, -1);
+    return 0;
+}
+
+static int on_header_field(http_parser *hp, const char *at, size_t n)
+{
+    conn *c = hp->data;
+    hl_http_req *r = &c->cur->req;
+    if (count_header_bytes(c, n))
+        return -1;
+    if (c->last_was_value || r->n_headers == 0) {
+        hl_http_header *h = realloc(r->headers, (r->n_headers + 1) * sizeof *h);
+        if (!h) {
+            c->err_status = 503;
+            return -1;
+        }
+        r->headers = h;
+        h[r->n_headers].name = NULL;
+        h[r->n_headers].value = NULL;
+        r->n_headers++;
+        c->last_was_value = 0;
+    }
+    hl_http_header *h = &r->headers[r->n_headers - 1];
+    size_t len = h->name ? strlen(h->name) : 0;
+    if (append(&h->name, &len, at, n)) {
+        c->err_status = 503;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_header_value(http_parser *hp, const char *at, size_t n)
+{
+    conn *c = hp->data;
+    hl_http_req *r = &c->cur->req;
+    if (count_header_bytes(c, n))
+        return -1;
+    c->last_was_value = 1;
+    hl_http_header *h = &r->headers[r->n_headers - 1];
+    size_t len = h->value ? strlen(h->value) : 0;
+    if (append(&h->value, &len, at, n)) {
+        c->err_status = 503;
+        return -1;
+    }
+    return 0;
+}
+
+static void send_raw(conn *c, const char *data, size_t len);
+
+static int on_headers_complete(http_parser *hp)
+{
+    conn *c = hp->data;
+    pending *p = c->cur;
+    for (size_t i = 0; i < p->req.n_headers; i++)
+        if (!p->req.headers[i].value && !(p->req.headers[i].value = strdup(""))) {
+            c->err_status = 503;
+            return -1;
+        }
+    c->in_headers = 0;
+    if ((hp->flags & F_CONTENTLENGTH) && hp->content_length > c->lim.max_body) {
+        c->err_status = 413;
+        return -1;
+    }
+    const char *expect = hl_http_header_get(&p->req, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && !c->head)
+        send_raw(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    conn_arm(c);
+    return 0;
+}
+
+static int on_body(http_parser *hp, const char *at, size_t n)
+{
+    conn *c = hp->data;
+    hl_http_req *r = &c->cur->req;
+    if (r->body_len + n > c->lim.max_body) {
+        c->err_status = 413;
+        return -1;
+    }
+    if (r->body_len + n + 1 > c->cur->body_cap) {
+        size_t cap = (r->body_len + n + 1) * 2;
+        if (cap > c->lim.max_body + 1)
+            cap = c->lim.max_body + 1;
+        char *b = realloc(r->body, cap);
+        if (!b) {
+            c->err_status = 503;
+            return -1;
+        }
+        r->body = b;
+        c->cur->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, at, n);
+    r->body_len += n;
+    r->body[r->body_len] = 0;
+    return 0;
+}
+
+static int split_url(pending *p)
+{
+    const char *url = p->url ? p->url : "/";
+    const char *q = strchr(url, '?');
+    size_t plen = q ? (size_t)(q - url) : strlen(url);
+    p->req.path = malloc(plen + 1 + (q ? strlen(q) : 0) + 1);
+    if (!p->req.path)
+        return -1;
+    memcpy(p->req.path, url, plen);
+    p->req.path[plen] = 0;
+    if (q) {
+        p->req.query = p->req.path + plen + 1;
+        strcpy(p->req.query, q + 1);
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+    conn *c = hp->data;
+    pending *p = c->cur;
+    c->cur = NULL;
+    p->req.method = http_method_str((enum http_method)hp->method);
+    if (!p->req.body && !(p->req.body = calloc(1, 1))) {
+        pending_free(p);
+        c->err_status = 503;
+        return -1;
+    }
+    if (split_url(p)) {
+        pending_free(p);
+        c->err_status = 503;
+        return -1;
+    }
+    p->close_after = !http_should_keep_alive(hp);
+    if (c->tail)
+        c->tail->next = p;
+    else
+        c->head = p;
+    c->tail = p;
+    c->npending++;
+    c->srv->handler(&p->req, c->srv->ud);
+    if (c->npending >= MAX_PIPELINED && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    return 0;
+}
+
+/* ---- answers ------------------------------------------------------------- */
+
+static char *build_answer(int status, const char *ctype, const char *extra,
+                          const void *body, size_t len, int close,
+                          size_t *out_len)
+{
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%s",
+                     status, hl_http_status_text(status), len,
+                     ctype ? "Content-Type: " : "", ctype ? ctype : "",
+                     ctype ? "\r\n" : "", close ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof head)
+        return NULL;
+    size_t elen = extra ? strlen(extra) : 0;
+    char *out = malloc((size_t)n + elen + 2 + len);
+    if (!out)
+        return NULL;
+    memcpy(out, head, (size_t)n);
+    if (elen)
+        memcpy(out + n, extra, elen);
+    memcpy(out + n + elen, "\r\n", 2);
+    if (len)
+        memcpy(out + n + elen + 2, body, len);
+    *out_len = (size_t)n + elen + 2 + len;
+    return out;
+}
+
+void hl_http_respond(hl_http_req *req, int status, const char *content_type,
+                     const char *extra, const void *body, size_t len)
+{
+    pending *p = (pending *)req; /* req is the first member */
+    if (p->done)
+        return;
+    if (!p->c) {
+        pending_free(p); /* the client went away before the answer */
+        return;
+    }
+    conn *c = p->c;
+    int close = p->close_after || c->srv->shutting_down;
+    if (!strcmp(req->method, "HEAD"))
+        len = 0;
+    p->out = build_answer(status, content_type, extra, body, len, close,
+                          &p->out_len);
+    if (!p->out) {
+        static const char oom[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                  "Content-Length: 0\r\nConnection: close\r\n\r\n";
+        p->out = strdup(oom);
+        p->out_len = p->out ? sizeof oom - 1 : 0;
+        close = 1;
+    }
+    p->close_after = close;
+    p->done = 1;
+    conn_flush(c);
+}
+
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = 0;
+    return o;
+}
+
+void hl_http_respond_error(hl_http_req *req, int status, const char *code,
+                           const char *message, const char *extra)
+{
+    char ecode[128], emsg[1024], body[1300];
+    json_escape(ecode, sizeof ecode, code);
+    json_escape(emsg, sizeof emsg, message);
+    int n = snprintf(body, sizeof body,
+                     "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", ecode,
+                     emsg);
+    hl_http_respond(req, status, "application/json", extra, body,
+                    n > 0 ? (size_t)n : 0);
+}
+
+const char *hl_http_header_get(const hl_http_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (req->headers[i].name && strcasecmp(req->headers[i].name, name) == 0)
+            return req->headers[i].value;
+    return NULL;
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+static void on_written(uv_write_t *w, int status)
+{
+    write_req *wr = (write_req *)w;
+    conn *c = wr->c;
+    free(wr->data);
+    free(wr);
+    c->writes--;
+    if (status < 0 && !c->closing) {
+        conn_close(c);
+        return;
+    }
+    if (c->close_when_flushed && !c->writes && !c->closing)
+        conn_close(c);
+}
+
+/* Takes ownership of data (malloc'd). */
+static void write_owned(conn *c, char *data, size_t len)
+{
+    write_req *wr = malloc(sizeof *wr);
+    if (!wr) {
+        free(data);
+        conn_close(c);
+        return;
+    }
+    wr->c = c;
+    wr->data = data;
+    uv_buf_t buf = uv_buf_init(data, (unsigned)len);
+    c->writes++;
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) < 0) {
+        c->writes--;
+        free(data);
+        free(wr);
+        conn_close(c);
+    }
+}
+
+static void send_raw(conn *c, const char *data, size_t len)
+{
+    char *copy = malloc(len);
+    if (!copy)
+        return;
+    memcpy(copy, data, len);
+    write_owned(c, copy, len);
+}
+
+static void conn_flush(conn *c)
+{
+    if (c->closing)
+        return;
+    while (c->head && c->head->done) {
+        pending *p = c->head;
+        c->head = p->next;
+        if (!c->head)
+            c->tail = NULL;
+        c->npending--;
+        int close = p->close_after;
+        write_owned(c, p->out, p->out_len);
+        p->out = NULL;
+        pending_free(p);
+        if (c->closing)
+            return;
+        if (close) {
+            c->close_when_flushed = 1;
+            if (c->reading) {
+                uv_read_stop((uv_stream_t *)&c->tcp);
+                c->reading = 0;
+            }
+            break;
+        }
+    }
+    if (c->close_when_flushed) {
+        if (!c->writes)
+            conn_close(c);
+        return;
+    }
+    if (!c->reading && c->npending < MAX_PIPELINED / 2 &&
+        !c->srv->shutting_down)
+        conn_resume(c);
+    if (!c->cur)
+        conn_arm(c);
+}
+
+/* Answer a protocol-level problem in order, then close. */
+static void conn_fail(conn *c, int status, const char *code, const char *msg)
+{
+    pending *p = calloc(1, sizeof *p);
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    if (!p) {
+        conn_close(c);
+        return;
+    }
+    p->c = c;
+    p->req.method = "GET";
+    p->close_after = 1;
+    if (c->tail)
+        c->tail->next = p;
+    else
+        c->head = p;
+    c->tail = p;
+    c->npending++;
+    hl_http_respond_error(&p->req, status, code, msg, NULL);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    conn *c = h->data;
+    if (--c->handles)
+        return;
+    hl_http_server *srv = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->nconns--;
+    free(c);
+    maybe_done(srv);
+}
+
+static void conn_close(conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (c->cur)
+        pending_free(c->cur);
+    c->cur = NULL;
+    for (pending *p = c->head, *next; p; p = next) {
+        next = p->next;
+        if (p->done)
+            pending_free(p);
+        else
+            p->c = NULL; /* the handler still owns it; freed on answer */
+    }
+    c->head = c->tail = NULL;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    conn *c = t->data;
+    if (c->in_headers) {
+        conn_fail(c, 408, "header_timeout",
+                  "the request headers did not arrive within "
+                  "server.header_timeout");
+    } else if (!c->head && !c->writes) {
+        conn_close(c); /* idle */
+    }
+}
+
+static void conn_arm(conn *c)
+{
+    uint64_t ms = c->in_headers ? c->lim.header_timeout_ms
+                                : c->lim.idle_timeout_ms;
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn *c = h->data;
+    (void)suggested;
+    if (c->srv->readbuf_busy) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    c->srv->readbuf_busy = 1;
+    buf->base = c->srv->readbuf;
+    buf->len = READ_BUF;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn *c = s->data;
+    if (buf->base == c->srv->readbuf)
+        c->srv->readbuf_busy = 0;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        /* EOF or reset: answers still owed are dropped with the socket. */
+        conn_close(c);
+        return;
+    }
+    int was_in_headers = c->in_headers;
+    size_t used = http_parser_execute(&c->parser, &c->srv->settings,
+                                      buf->base, (size_t)nread);
+    if (c->closing)
+        return;
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->parser.upgrade && e == HPE_OK) {
+        conn_fail(c, 501, "upgrade_unsupported",
+                  "this endpoint does not support protocol upgrades");
+        return;
+    }
+    if (e != HPE_OK || used != (size_t)nread) {
+        if (c->err_status == 431 || e == HPE_HEADER_OVERFLOW)
+            conn_fail(c, 431, "headers_too_large",
+                      "the request headers are larger than 16 KiB");
+        else if (c->err_status == 413)
+            conn_fail(c, 413, "body_too_large",
+                      "the request body is larger than server.max_body");
+        else if (c->err_status == 503)
+            conn_fail(c, 503, "unavailable", "out of memory; try again");
+        else {
+            char msg[256];
+            snprintf(msg, sizeof msg, "malformed HTTP request: %s",
+                     http_errno_description(e));
+            conn_fail(c, 400, "bad_request", msg);
+        }
+        return;
+    }
+    /* The header deadline runs from a request's first byte, not per read. */
+    if (!(was_in_headers && c->in_headers))
+        conn_arm(c);
+}
+
+static void conn_resume(conn *c)
+{
+    if (c->reading || c->closing)
+        return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = 1;
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    hl_http_server *srv = ls->data;
+    if (status < 0)
+        return;
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->srv = srv;
+    c->lim = srv->lim;
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (srv->nconns > c->lim.max_connections || srv->shutting_down) {
+        conn_fail(c, 503, "too_many_connections",
+                  srv->shutting_down ? "the server is shutting down"
+                                     : "the server is at server.max_connections; "
+                                       "retry later");
+        return;
+    }
+    conn_resume(c);
+    conn_arm(c);
+}
+
+/* ---- the server ---------------------------------------------------------- */
+
+int hl_http_server_create(uv_loop_t *loop, const hl_http_limits *limits,
+                          hl_http_handler handler, void *ud,
+                          hl_http_server **out)
+{
+    hl_http_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return HL_ENOMEM;
+    srv->loop = loop;
+    srv->lim = *limits;
+    srv->handler = handler;
+    srv->ud = ud;
+    http_parser_settings_init(&srv->settings);
+    srv->settings.on_message_begin = on_message_begin;
+    srv->settings.on_url = on_url;
+    srv->settings.on_header_field = on_header_field;
+    srv->settings.on_header_value = on_header_value;
+    srv->settings.on_headers_complete = on_headers_complete;
+    srv->settings.on_body = on_body;
+    srv->settings.on_message_complete = on_message_complete;
+    *out = srv;
+    return 0;
+}
+
+int hl_http_server_listen(hl_http_server *srv, const char *host, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+    if (rc)
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+    if (rc)
+        return rc;
+    rc = uv_tcp_init(srv->loop, &srv->listener);
+    if (rc)
+        return rc;
+    srv->listener.data = srv;
+    srv->listening = 1;
+    rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
+    if (!rc)
+        rc = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
+    return rc;
+}
+
+uint16_t hl_http_server_port(const hl_http_server *srv)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (!srv->listening ||
+        uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len))
+        return 0;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void hl_http_server_set_limits(hl_http_server *srv, const hl_http_limits *l)
+{
+    srv->lim = *l;
+}
+
+size_t hl_http_server_connections(const hl_http_server *srv)
+{
+    return srv->nconns;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    hl_http_server *srv = h->data;
+    srv->listening = 0;
+    maybe_done(srv);
+}
+
+static void maybe_done(hl_http_server *srv)
+{
+    if (srv->shutting_down == 1 && !srv->listening && !srv->nconns &&
+        srv->done) {
+        srv->shutting_down = 2;
+        srv->done(srv, srv->done_ud);
+    }
+}
+
+void hl_http_server_shutdown(hl_http_server *srv,
+                             void (*done)(hl_http_server *, void *), void *ud)
+{
+    srv->shutting_down = 1;
+    srv->done = done;
+    srv->done_ud = ud;
+    if (srv->listening && !uv_is_closing((uv_handle_t *)&srv->listener))
+        uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    for (conn *c = srv->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        }
+        if (!c->head && !c->writes)
+            conn_close(c);
+        else
+            c->close_when_flushed = 1;
+    }
+    maybe_done(srv);
+}
+
+void hl_http_server_abort(hl_http_server *srv)
+{
+    for (conn *c = srv->conns; c; c = c->next)
+        conn_close(c);
+}
+
+void hl_http_server_destroy(hl_http_server *srv)
+{
+    free(srv);
+}
