@@ -1,0 +1,428 @@
+/* intake.c - POST /v1/hooks/{source}: validate, persist, answer. */
+#include "intake.h"
+
+#include "err.h"
+#include "id.h"
+#include "log.h"
+#include "rate.h"
+#include "verify.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_IDEM_KEY 256
+#define MAX_REQUEST_ID 128
+
+typedef struct {
+    const char *source; /* points into the config it was built from */
+    hl_bucket bucket;
+} limiter;
+
+struct hl_intake {
+    hl_queue *queue;
+    hl_config *cfg;
+    limiter *limits;
+    size_t n_limits;
+    int stopping;
+};
+
+/* One request between its arrival and its answer. */
+typedef struct {
+    hl_intake *in;
+    hl_http_req *req;
+    hl_config *cfg; /* a reference, held until the answer */
+    hl_inbound ev;
+    char *headers_json;
+    char corr[MAX_REQUEST_ID + 1];
+} pending;
+
+/* ---- configuration -------------------------------------------------------- */
+
+static int build_limits(hl_intake *in, hl_config *cfg)
+{
+    limiter *l = calloc(cfg->n_sources ? cfg->n_sources : 1, sizeof *l);
+    if (!l)
+        return HL_ENOMEM;
+    uint64_t now = hl_mono_us();
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_sources; i++) {
+        const hl_source_cfg *s = &cfg->sources[i];
+        if (!s->rate.set)
+            continue;
+        l[n].source = s->name;
+        hl_bucket_init(&l[n].bucket, s->rate.per_second, s->rate.burst, now);
+        /* A reload keeps how much of its burst a source has used. */
+        for (size_t j = 0; j < in->n_limits; j++) {
+            if (strcmp(in->limits[j].source, s->name) == 0) {
+                l[n].bucket = in->limits[j].bucket;
+                hl_bucket_reset(&l[n].bucket, s->rate.per_second,
+                                s->rate.burst, now);
+            }
+        }
+        n++;
+    }
+    free(in->limits);
+    in->limits = l;
+    in->n_limits = n;
+    return 0;
+}
+
+int hl_intake_create(hl_queue *q, hl_config *cfg, hl_intake **out)
+{
+    hl_intake *in = calloc(1, sizeof *in);
+    if (!in)
+        return HL_ENOMEM;
+    in->queue = q;
+    if (build_limits(in, cfg)) {
+        free(in);
+        return HL_ENOMEM;
+    }
+    in->cfg = hl_config_retain(cfg);
+    *out = in;
+    return 0;
+}
+
+void hl_intake_set_config(hl_intake *in, hl_config *cfg)
+{
+    if (build_limits(in, cfg))
+        HL_ERROR("intake", "out of memory; source rate limits unchanged");
+    hl_config *old = in->cfg;
+    in->cfg = hl_config_retain(cfg);
+    hl_config_destroy(old);
+}
+
+void hl_intake_stop(hl_intake *in)
+{
+    in->stopping = 1;
+}
+
+void hl_intake_destroy(hl_intake *in)
+{
+    if (!in)
+        return;
+    free(in->limits);
+    hl_config_destroy(in->cfg);
+    free(in);
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static void lower(char *s)
+{
+    for (; *s; s++)
+        *s = (char)tolower((unsigned char)*s);
+}
+
+/* Credentials, signatures and transport headers are never stored. */
+static int secret_or_transport(const char *name)
+{
+    static const char *const words[] = {"authorization", "signature", "token",
+                                        "secret",        "cookie",    "api-key",
+                                        "apikey",        "password",  "auth"};
+    static const char *const exact[] = {"connection", "content-length",
+                                        "transfer-encoding", "keep-alive",
+                                        "expect", "upgrade", "te", "trailer",
+                                        "proxy-connection", "host"};
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
+        if (!strcmp(name, exact[i]))
+            return 1;
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strstr(name, words[i]))
+            return 1;
+    return 0;
+}
+
+char *hl_intake_kept_headers(const hl_http_req *req, const char *also_drop)
+{
+    json_t *obj = json_object();
+    if (!obj)
+        return NULL;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        char name[128];
+        const hl_http_header *h = &req->headers[i];
+        if (!h->name || strlen(h->name) >= sizeof name)
+            continue;
+        strcpy(name, h->name);
+        lower(name);
+        if (secret_or_transport(name) ||
+            (also_drop && !strcasecmp(name, also_drop)))
+            continue;
+        const char *value = h->value ? h->value : "";
+        json_t *prev = json_object_get(obj, name);
+        json_t *v;
+        if (prev) {
+            /* Repeated headers join as one, the way HTTP defines it. */
+            size_t n = strlen(json_string_value(prev)) + strlen(value) + 3;
+            char *joined = malloc(n);
+            if (!joined)
+                continue;
+            snprintf(joined, n, "%s, %s", json_string_value(prev), value);
+            v = json_stringn_nocheck(joined, strlen(joined));
+            free(joined);
+        } else {
+            v = json_string_nocheck(value);
+        }
+        if (v)
+            json_object_set_new_nocheck(obj, name, v);
+    }
+    char *out = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    return out;
+}
+
+static int valid_request_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MAX_REQUEST_ID)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("-_.:/+=", s[i]))
+            return 0;
+    return 1;
+}
+
+/* X-Request-ID, else the trace id of a W3C traceparent, else a new one. */
+static void correlation_id(const hl_http_req *req, char out[MAX_REQUEST_ID + 1])
+{
+    const char *rid = hl_http_header_get(req, "X-Request-ID");
+    if (rid && valid_request_id(rid)) {
+        snprintf(out, MAX_REQUEST_ID + 1, "%s", rid);
+        return;
+    }
+    const char *tp = hl_http_header_get(req, "traceparent");
+    if (tp && strlen(tp) >= 55 && tp[2] == '-' && tp[35] == '-') {
+        int ok = 1;
+        for (int i = 3; i < 35; i++)
+            ok &= isxdigit((unsigned char)tp[i]) != 0;
+        if (ok && strncmp(tp + 3, "00000000000000000000000000000000", 32)) {
+            snprintf(out, MAX_REQUEST_ID + 1, "%.32s", tp + 3);
+            lower(out);
+            return;
+        }
+    }
+    if (hl_random_hex(16, out))
+        snprintf(out, MAX_REQUEST_ID + 1, "unknown");
+}
+
+static const char *media_type(const char *ct, char *buf, size_t cap)
+{
+    size_t n = strcspn(ct, ";");
+    while (n && isspace((unsigned char)ct[n - 1]))
+        n--;
+    while (n && isspace((unsigned char)*ct)) {
+        ct++;
+        n--;
+    }
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(buf, ct, n);
+    buf[n] = 0;
+    lower(buf);
+    return buf;
+}
+
+static int is_json_type(const char *mt)
+{
+    size_t n = strlen(mt);
+    return !strcmp(mt, "application/json") ||
+           (n > 5 && !strcmp(mt + n - 5, "+json"));
+}
+
+static const char *header_cb(void *ctx, const char *name)
+{
+    return hl_http_header_get(ctx, name);
+}
+
+/* ---- answers -------------------------------------------------------------- */
+
+static void answer_error(hl_http_req *req, const char *corr, int status,
+                         const char *code, const char *msg,
+                         int retry_after_s)
+{
+    char extra[256];
+    int n = snprintf(extra, sizeof extra, "X-Request-ID: %s\r\n", corr);
+    if (retry_after_s > 0 && n > 0 && (size_t)n < sizeof extra)
+        snprintf(extra + n, sizeof extra - (size_t)n, "Retry-After: %d\r\n",
+                 retry_after_s);
+    hl_http_respond_error(req, status, code, msg, extra);
+}
+
+static void on_appended(void *ud, const hl_append_result *res)
+{
+    pending *p = ud;
+    if (res->status) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "the event could not be stored (%s); it was not accepted, "
+                 "retry later",
+                 res->reason ? res->reason : hl_strerror(res->status));
+        answer_error(p->req, p->corr, 503, "store_unavailable", msg, 1);
+    } else {
+        char body[128], extra[200];
+        int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"status\":\"%s\"}\n",
+                         res->id, res->duplicate ? "duplicate" : "queued");
+        snprintf(extra, sizeof extra, "X-Request-ID: %s\r\n", p->corr);
+        hl_http_respond(p->req, res->duplicate ? 200 : 202,
+                        "application/json", extra, body, (size_t)n);
+    }
+    free(p->headers_json);
+    hl_config_destroy(p->cfg);
+    free(p);
+}
+
+/* ---- the request ---------------------------------------------------------- */
+
+static hl_bucket *bucket_of(hl_intake *in, const char *source)
+{
+    for (size_t i = 0; i < in->n_limits; i++)
+        if (!strcmp(in->limits[i].source, source))
+            return &in->limits[i].bucket;
+    return NULL;
+}
+
+/* The checks before anything is stored; 0 when the request may be queued,
+ * else it has been answered. */
+static int admit(hl_intake *in, hl_http_req *req, const hl_source_cfg *src,
+                 const char *corr)
+{
+    char msg[600];
+    hl_bucket *b = bucket_of(in, src->name);
+    uint64_t wait_us = b ? hl_bucket_take(b, hl_mono_us()) : 0;
+    if (wait_us) {
+        int secs = (int)((wait_us + 999999) / 1000000);
+        snprintf(msg, sizeof msg,
+                 "source '%s' is over its rate limit of %g requests/s; retry "
+                 "after %d s",
+                 src->name, src->rate.per_second, secs);
+        answer_error(req, corr, 429, "rate_limited", msg, secs);
+        return -1;
+    }
+    const char *ct = hl_http_header_get(req, "Content-Type");
+    char mt[128];
+    int form_ok = !strcmp(src->kind, "slack");
+    if (!ct || (!is_json_type(media_type(ct, mt, sizeof mt)) &&
+                !(form_ok && !strcmp(mt, "application/x-www-form-urlencoded")))) {
+        snprintf(msg, sizeof msg, "%s%s%s; send application/json%s",
+                 ct ? "Content-Type " : "Content-Type is missing",
+                 ct ? mt : "", ct ? " is not accepted here" : "",
+                 form_ok ? " or application/x-www-form-urlencoded" : "");
+        answer_error(req, corr, 415, "unsupported_media_type", msg, 0);
+        return -1;
+    }
+    char why[400];
+    int rc = hl_verify_request(&src->verify, header_cb, req, req->body,
+                               req->body_len, hl_now_ms() / 1000, why,
+                               sizeof why);
+    if (rc == HL_EVERIFY) {
+        answer_error(req, corr, 401, "verification_failed", why, 0);
+        return -1;
+    }
+    if (rc) {
+        HL_ERROR("intake", "verification could not run", "source", src->name,
+                 "reason", why);
+        answer_error(req, corr, 500, "verification_misconfigured", why, 0);
+        return -1;
+    }
+    if (req->body_len == 0) {
+        answer_error(req, corr, 400, "empty_body",
+                     "the body is empty; send the webhook's payload", 0);
+        return -1;
+    }
+    if (is_json_type(mt)) {
+        json_error_t err;
+        json_t *doc = json_loadb(req->body, req->body_len,
+                                 JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+        if (!doc) {
+            snprintf(msg, sizeof msg,
+                     "the body is not valid JSON: %s at byte offset %d",
+                     err.text, err.position);
+            answer_error(req, corr, 400, "invalid_json", msg, 0);
+            return -1;
+        }
+        json_decref(doc);
+    }
+    return 0;
+}
+
+void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
+{
+    char corr[MAX_REQUEST_ID + 1];
+    correlation_id(req, corr);
+    const hl_source_cfg *src = hl_config_source(in->cfg, source);
+    char msg[400];
+    if (!src) {
+        snprintf(msg, sizeof msg,
+                 "no source named '%.100s'; sources are defined under "
+                 "'sources' in the configuration",
+                 source);
+        answer_error(req, corr, 404, "unknown_source", msg, 0);
+        return;
+    }
+    if (strcmp(req->method, "POST")) {
+        char extra[200];
+        snprintf(extra, sizeof extra, "Allow: POST\r\nX-Request-ID: %s\r\n",
+                 corr);
+        hl_http_respond_error(req, 405, "method_not_allowed",
+                              "webhooks are sent with POST", extra);
+        return;
+    }
+    if (in->stopping) {
+        answer_error(req, corr, 503, "shutting_down",
+                     "hookline is shutting down; retry in a few seconds", 5);
+        return;
+    }
+    if (admit(in, req, src, corr))
+        return;
+    const char *idem = NULL;
+    if (src->idempotency_header) {
+        idem = hl_http_header_get(req, src->idempotency_header);
+        if (idem && strlen(idem) > MAX_IDEM_KEY) {
+            snprintf(msg, sizeof msg, "header %s is longer than %d bytes",
+                     src->idempotency_header, MAX_IDEM_KEY);
+            answer_error(req, corr, 400, "idempotency_key_too_long", msg, 0);
+            return;
+        }
+        if (idem && !*idem)
+            idem = NULL;
+    }
+    uint64_t backlog = hl_queue_backlog(in->queue);
+    if (backlog >= in->cfg->storage.max_queued) {
+        answer_error(req, corr, 503, "queue_full",
+                     "the queue is at storage.max_queued; retry later", 5);
+        return;
+    }
+    pending *p = calloc(1, sizeof *p);
+    const char *drop = src->verify.hmac_set ? src->verify.hmac.header : NULL;
+    char *headers = p ? hl_intake_kept_headers(req, drop) : NULL;
+    int64_t now = hl_now_ms();
+    if (!p || !headers || hl_id_new(now, p->ev.id)) {
+        free(headers);
+        free(p);
+        answer_error(req, corr, 503, "unavailable",
+                     "out of memory; retry later", 1);
+        return;
+    }
+    p->in = in;
+    p->req = req;
+    p->cfg = hl_config_retain(in->cfg);
+    p->headers_json = headers;
+    memcpy(p->corr, corr, sizeof corr);
+    p->ev.tenant = src->tenant;
+    p->ev.source = src->name;
+    p->ev.content_type = hl_http_header_get(req, "Content-Type");
+    p->ev.correlation_id = p->corr;
+    p->ev.idem_key = idem;
+    p->ev.headers_json = headers;
+    p->ev.body = req->body;
+    p->ev.body_len = req->body_len;
+    p->ev.received_ms = now;
+    int rc = hl_queue_append(in->queue, &p->ev, on_appended, p);
+    if (rc) {
+        hl_append_result res = {.status = rc, .reason = hl_strerror(rc)};
+        on_appended(p, &res);
+    }
+}

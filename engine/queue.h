@@ -1,0 +1,76 @@
+/* queue.h - the durable queue interface the engine is written against. */
+#ifndef HL_QUEUE_H
+#define HL_QUEUE_H
+
+#include "id.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Nothing outside a backend may assume which store is behind this interface:
+ * the embedded SQLite store (store.c) is one implementation, and a replicated
+ * one can sit beside it.
+ */
+
+typedef struct hl_queue hl_queue;
+
+/* One inbound webhook as received. Every pointer is borrowed until the
+ * append callback has run. */
+typedef struct {
+    char id[HL_ID_LEN + 1];
+    const char *tenant;
+    const char *source;
+    const char *content_type;   /* may be NULL */
+    const char *correlation_id;
+    const char *idem_key;       /* NULL: no idempotency key */
+    const char *headers_json;   /* kept request headers, a JSON object */
+    const void *body;
+    size_t body_len;
+    int64_t received_ms;
+} hl_inbound;
+
+typedef struct {
+    int status;     /* 0, or HL_ESTORE / HL_EBUSY / HL_ESHUTDOWN ... */
+    bool duplicate; /* the idempotency key was seen: id is the first event's */
+    char id[HL_ID_LEN + 1];
+    const char *reason; /* a human-readable cause when status != 0 */
+} hl_append_result;
+
+/* Runs on the loop thread once the event is durable (or failed). */
+typedef void (*hl_append_cb)(void *ud, const hl_append_result *res);
+
+typedef struct {
+    int (*append)(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
+                  void *ud);
+    uint64_t (*backlog)(const hl_queue *q);
+    void (*close)(hl_queue *q);
+} hl_queue_ops;
+
+struct hl_queue {
+    const hl_queue_ops *ops;
+};
+
+/* Queue ev; cb runs later on the loop thread, exactly once, also when the
+ * append fails. Returns 0, or a negative code (cb will not run). */
+static inline int hl_queue_append(hl_queue *q, const hl_inbound *ev,
+                                  hl_append_cb cb, void *ud)
+{
+    return q->ops->append(q, ev, cb, ud);
+}
+
+/* Events accepted and not yet finished (delivered, failed or expired). */
+static inline uint64_t hl_queue_backlog(const hl_queue *q)
+{
+    return q->ops->backlog(q);
+}
+
+/* Finish every queued append (their callbacks run), then close. Call on the
+ * loop thread; the loop must run afterwards for handles to close. */
+static inline void hl_queue_close(hl_queue *q)
+{
+    q->ops->close(q);
+}
+
+#endif

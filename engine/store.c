@@ -1,0 +1,571 @@
+/* store.c - the embedded SQLite queue: schema and migrations, one writer thread, group commit. */
+#include "store.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define MAX_BATCH 1024
+/* Under load, wait this long for more requests to share one commit. */
+#define BATCH_WINDOW_US 300
+
+typedef struct job {
+    hl_inbound ev;
+    hl_append_cb cb;
+    void *ud;
+    hl_append_result res;
+    struct job *next;
+} job;
+
+typedef struct {
+    hl_queue base;
+    uv_loop_t *loop;
+    uv_async_t async;
+    sqlite3 *db;
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job *in_head, *in_tail;
+    job *out_head, *out_tail;
+    int stopping;
+    _Atomic uint64_t backlog;
+    sqlite3_stmt *st_begin, *st_commit, *st_rollback, *st_insert, *st_find;
+    size_t last_batch;
+    _Atomic uint64_t commits, events, failures, last_batch_n, last_commit_us;
+} store;
+
+/* ---- schema -------------------------------------------------------------- */
+
+/* Forward migrations: entry i brings user_version i to i + 1. */
+static const char *const migrations[] = {
+    /* 0 -> 1: inbound events as received. */
+    "CREATE TABLE events ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  tenant TEXT NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  received_at INTEGER NOT NULL,"
+    "  correlation_id TEXT NOT NULL,"
+    "  content_type TEXT,"
+    "  headers TEXT NOT NULL,"
+    "  body BLOB NOT NULL,"
+    "  idem_key TEXT,"
+    "  state TEXT NOT NULL DEFAULT 'received',"
+    "  state_reason TEXT"
+    ");"
+    "CREATE UNIQUE INDEX events_idem ON events(source, idem_key)"
+    "  WHERE idem_key IS NOT NULL;"
+    "CREATE INDEX events_state ON events(state, seq);",
+};
+
+_Static_assert(sizeof migrations / sizeof *migrations ==
+                   HL_STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen,
+                const char *path)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        return 0;
+    fail(err, errlen, HL_ESTORE, "%s: %s", path,
+         msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return HL_ESTORE;
+}
+
+static int pragma_int(sqlite3 *db, const char *sql, int *out)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int version = 0;
+    int rc = pragma_int(db, "PRAGMA user_version", &version);
+    if (rc != SQLITE_OK)
+        return fail(err, errlen, HL_ESTORE,
+                    "%s: cannot read the schema version: %s (is this a "
+                    "hookline database? move it aside to start afresh)",
+                    path, sqlite3_errmsg(db));
+    if (version > HL_STORE_SCHEMA_VERSION)
+        return fail(err, errlen, HL_ESTORE,
+                    "%s: the database has schema version %d, newer than this "
+                    "hookline knows (%d); run a newer hookline",
+                    path, version, HL_STORE_SCHEMA_VERSION);
+    for (int v = version; v < HL_STORE_SCHEMA_VERSION; v++) {
+        char sql[64];
+        if (exec(db, "BEGIN IMMEDIATE", err, errlen, path) ||
+            exec(db, migrations[v], err, errlen, path))
+            goto rollback;
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
+        if (exec(db, sql, err, errlen, path) ||
+            exec(db, "COMMIT", err, errlen, path))
+            goto rollback;
+        char from[16], to[16];
+        snprintf(from, sizeof from, "%d", v);
+        snprintf(to, sizeof to, "%d", v + 1);
+        HL_INFO("store", "schema migrated", "path", path, "from", from, "to",
+                to);
+    }
+    return 0;
+rollback:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return HL_ESTORE;
+}
+
+static int mkdirs_for(const char *path, char *err, size_t errlen)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = 0;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(dir, 0750) && errno != EEXIST)
+            return fail(err, errlen, -errno, "cannot create folder %s: %s",
+                        dir, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(dir, 0750) && errno != EEXIST)
+        return fail(err, errlen, -errno, "cannot create folder %s: %s", dir,
+                    strerror(errno));
+    return 0;
+}
+
+static int prepare(store *s, const char *path, char *err, size_t errlen)
+{
+    static const struct {
+        size_t off;
+        const char *sql;
+    } stmts[] = {
+        {offsetof(store, st_begin), "BEGIN IMMEDIATE"},
+        {offsetof(store, st_commit), "COMMIT"},
+        {offsetof(store, st_rollback), "ROLLBACK"},
+        {offsetof(store, st_insert),
+         "INSERT INTO events (id, tenant, source, received_at, "
+         "correlation_id, content_type, headers, body, idem_key) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+        {offsetof(store, st_find),
+         "SELECT id FROM events WHERE source = ?1 AND idem_key = ?2"},
+    };
+    for (size_t i = 0; i < sizeof stmts / sizeof *stmts; i++) {
+        sqlite3_stmt **st = (sqlite3_stmt **)((char *)s + stmts[i].off);
+        if (sqlite3_prepare_v3(s->db, stmts[i].sql, -1,
+                               SQLITE_PREPARE_PERSISTENT, st,
+                               NULL) != SQLITE_OK)
+            return fail(err, errlen, HL_ESTORE, "%s: %s", path,
+                        sqlite3_errmsg(s->db));
+    }
+    return 0;
+}
+
+/* ---- the writer thread --------------------------------------------------- */
+
+static const char *reason_of(int sqlite_rc)
+{
+    switch (sqlite_rc & 0xff) {
+    case SQLITE_FULL:
+        return "the disk holding storage.path is full";
+    case SQLITE_IOERR:
+        return "an I/O error on storage.path";
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return "the database is locked by another process";
+    case SQLITE_READONLY:
+        return "the database file is read-only";
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return "the database file is damaged";
+    default:
+        return "the store could not commit";
+    }
+}
+
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Insert one event, or find the first one with its idempotency key. */
+static int write_one(store *s, job *j)
+{
+    const hl_inbound *ev = &j->ev;
+    if (ev->idem_key) {
+        sqlite3_stmt *f = s->st_find;
+        sqlite3_bind_text(f, 1, ev->source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(f, 2, ev->idem_key, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(f);
+        if (rc == SQLITE_ROW) {
+            snprintf(j->res.id, sizeof j->res.id, "%s",
+                     (const char *)sqlite3_column_text(f, 0));
+            j->res.duplicate = true;
+        }
+        sqlite3_reset(f);
+        sqlite3_clear_bindings(f);
+        if (rc == SQLITE_ROW)
+            return SQLITE_OK;
+        if (rc != SQLITE_DONE)
+            return rc;
+    }
+    sqlite3_stmt *st = s->st_insert;
+    sqlite3_bind_text(st, 1, ev->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, ev->tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, ev->source, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, ev->received_ms);
+    sqlite3_bind_text(st, 5, ev->correlation_id, -1, SQLITE_STATIC);
+    if (ev->content_type)
+        sqlite3_bind_text(st, 6, ev->content_type, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_text(st, 7, ev->headers_json, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 8, ev->body ? ev->body : "", ev->body_len,
+                        SQLITE_STATIC);
+    if (ev->idem_key)
+        sqlite3_bind_text(st, 9, ev->idem_key, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 9);
+    int rc = step_done(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_OK)
+        snprintf(j->res.id, sizeof j->res.id, "%s", ev->id);
+    return rc;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* One transaction for the whole batch; on any failure every job fails. */
+static void commit_batch(store *s, job *batch, size_t n)
+{
+    uint64_t t0 = now_us();
+    int rc = step_done(s->st_begin);
+    for (job *j = batch; rc == SQLITE_OK && j; j = j->next)
+        rc = write_one(s, j);
+    if (rc == SQLITE_OK)
+        rc = step_done(s->st_commit);
+    uint64_t fresh = 0;
+    for (job *j = batch; j; j = j->next) {
+        if (rc != SQLITE_OK) {
+            j->res.status = (rc & 0xff) == SQLITE_BUSY ? HL_EBUSY : HL_ESTORE;
+            j->res.reason = reason_of(rc);
+            j->res.duplicate = false;
+        } else if (!j->res.duplicate) {
+            fresh++;
+        }
+    }
+    if (rc != SQLITE_OK) {
+        if (!sqlite3_get_autocommit(s->db))
+            step_done(s->st_rollback);
+        atomic_fetch_add(&s->failures, 1);
+        char code[16];
+        snprintf(code, sizeof code, "%d", rc);
+        HL_ERROR("store", "commit failed; the requests get 503", "reason",
+                 reason_of(rc), "sqlite", sqlite3_errstr(rc), "code", code);
+        return;
+    }
+    atomic_fetch_add(&s->backlog, fresh);
+    atomic_fetch_add(&s->events, fresh);
+    atomic_fetch_add(&s->commits, 1);
+    atomic_store(&s->last_batch_n, n);
+    atomic_store(&s->last_commit_us, now_us() - t0);
+}
+
+/* Take up to MAX_BATCH queued jobs; returns their count. Holds s->mu. */
+static size_t take(store *s, job **head)
+{
+    size_t n = 0;
+    job *first = s->in_head, *last = NULL;
+    for (job *j = first; j && n < MAX_BATCH; j = j->next) {
+        last = j;
+        n++;
+    }
+    if (!n) {
+        *head = NULL;
+        return 0;
+    }
+    s->in_head = last->next;
+    if (!s->in_head)
+        s->in_tail = NULL;
+    last->next = NULL;
+    *head = first;
+    return n;
+}
+
+static void *writer(void *arg)
+{
+    store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->in_head && !s->stopping)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->in_head && s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        if (s->last_batch > 1 && !s->stopping) {
+            /* Busy: let a few more requests join this commit. */
+            pthread_mutex_unlock(&s->mu);
+            struct timespec ts = {0, BATCH_WINDOW_US * 1000};
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&s->mu);
+        }
+        job *batch;
+        size_t n = take(s, &batch);
+        pthread_mutex_unlock(&s->mu);
+
+        commit_batch(s, batch, n);
+        s->last_batch = n;
+
+        pthread_mutex_lock(&s->mu);
+        job *tail = batch;
+        while (tail->next)
+            tail = tail->next;
+        if (s->out_tail)
+            s->out_tail->next = batch;
+        else
+            s->out_head = batch;
+        s->out_tail = tail;
+        pthread_mutex_unlock(&s->mu);
+        uv_async_send(&s->async);
+    }
+    return NULL;
+}
+
+/* ---- the loop side ------------------------------------------------------- */
+
+static void deliver_results(store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    job *j = s->out_head;
+    s->out_head = s->out_tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (j) {
+        job *next = j->next;
+        j->cb(j->ud, &j->res);
+        free(j);
+        j = next;
+    }
+}
+
+static void on_async(uv_async_t *a)
+{
+    deliver_results(a->data);
+}
+
+static int store_append(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
+                        void *ud)
+{
+    store *s = (store *)q;
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return HL_ENOMEM;
+    j->ev = *ev;
+    j->cb = cb;
+    j->ud = ud;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        free(j);
+        return HL_ESHUTDOWN;
+    }
+    if (s->in_tail)
+        s->in_tail->next = j;
+    else
+        s->in_head = j;
+    s->in_tail = j;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static uint64_t store_backlog(const hl_queue *q)
+{
+    return atomic_load(&((const store *)q)->backlog);
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void finalize_all(store *s)
+{
+    sqlite3_stmt *all[] = {s->st_begin, s->st_commit, s->st_rollback,
+                           s->st_insert, s->st_find};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        sqlite3_finalize(all[i]);
+}
+
+static void store_close(hl_queue *q)
+{
+    store *s = (store *)q;
+    if (s->thread_started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    deliver_results(s);
+    finalize_all(s);
+    if (s->db && sqlite3_close(s->db) != SQLITE_OK)
+        HL_ERROR("store", "closing the database failed", "reason",
+                 sqlite3_errmsg(s->db));
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    uv_close((uv_handle_t *)&s->async, on_async_closed);
+}
+
+static const hl_queue_ops store_ops = {
+    .append = store_append,
+    .backlog = store_backlog,
+    .close = store_close,
+};
+
+void hl_store_stats_get(const hl_queue *q, hl_store_stats *out)
+{
+    const store *s = (const store *)q;
+    out->commits = atomic_load(&s->commits);
+    out->events = atomic_load(&s->events);
+    out->failures = atomic_load(&s->failures);
+    out->last_batch = atomic_load(&s->last_batch_n);
+    out->last_commit_us = atomic_load(&s->last_commit_us);
+}
+
+static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
+                   size_t errlen)
+{
+    const char *path = cfg->path;
+    int rc = mkdirs_for(path, err, errlen);
+    if (rc)
+        return rc;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK)
+        return fail(err, errlen, HL_ESTORE, "%s: cannot open: %s", path,
+                    s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 1000);
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "PRAGMA auto_vacuum = INCREMENTAL;"
+             "PRAGMA journal_mode = WAL;"
+             "PRAGMA synchronous = %s;"
+             "PRAGMA foreign_keys = ON;",
+             cfg->durability == HL_DURABILITY_FULL ? "FULL" : "NORMAL");
+    if (exec(s->db, sql, err, errlen, path)) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n,
+                 " (is this a hookline database? move it aside to start "
+                 "afresh)");
+        return HL_ESTORE;
+    }
+    int wal = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL) ==
+        SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            wal = !strcmp((const char *)sqlite3_column_text(st, 0), "wal");
+        sqlite3_finalize(st);
+    }
+    if (!wal)
+        return fail(err, errlen, HL_ESTORE,
+                    "%s: the file system does not support SQLite's WAL mode; "
+                    "put storage.path on a local disk",
+                    path);
+    if ((rc = migrate(s->db, path, err, errlen)))
+        return rc;
+    if (cfg->max_size) {
+        int page = 4096;
+        pragma_int(s->db, "PRAGMA page_size", &page);
+        snprintf(sql, sizeof sql, "PRAGMA max_page_count = %llu",
+                 (unsigned long long)(cfg->max_size / (uint64_t)page));
+        if (exec(s->db, sql, err, errlen, path))
+            return HL_ESTORE;
+    }
+    int pending = 0;
+    if (pragma_int(s->db,
+                   "SELECT count(*) FROM events WHERE state IN "
+                   "('received', 'normalized')",
+                   &pending) != SQLITE_OK)
+        return fail(err, errlen, HL_ESTORE, "%s: %s", path,
+                    sqlite3_errmsg(s->db));
+    atomic_store(&s->backlog, (uint64_t)pending);
+    return prepare(s, path, err, errlen);
+}
+
+int hl_store_open(uv_loop_t *loop, const hl_storage_cfg *cfg, hl_queue **out,
+                  char *err, size_t errlen)
+{
+    *out = NULL;
+    store *s = calloc(1, sizeof *s);
+    if (!s)
+        return fail(err, errlen, HL_ENOMEM, "out of memory");
+    s->base.ops = &store_ops;
+    s->loop = loop;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    int rc = uv_async_init(loop, &s->async, on_async);
+    if (rc) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        free(s);
+        return fail(err, errlen, rc, "uv_async_init: %s", uv_strerror(rc));
+    }
+    s->async.data = s;
+    rc = open_db(s, cfg, err, errlen);
+    if (!rc && pthread_create(&s->thread, NULL, writer, s) != 0)
+        rc = fail(err, errlen, HL_EINTERNAL, "cannot start the writer thread");
+    if (rc) {
+        store_close(&s->base);
+        return rc;
+    }
+    s->thread_started = 1;
+    *out = &s->base;
+    return 0;
+}
