@@ -116,7 +116,7 @@ $(BUILD)/fuzz/obj/%.o: %.c
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
 	@mkdir -p $(dir $@)
-	clang $(ALL_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS)
+	clang $(ALL_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $(filter %.c %.o,$^) $(PKG_LIBS)
 
 fuzz: deps $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \
@@ -124,7 +124,7 @@ fuzz: deps $(FUZZ_BIN)
 	    mkdir -p $(BUILD)/fuzz/work/$$name; \
 	    echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
 	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        $(BUILD)/fuzz/work/$$name $$corpus || exit 1; \
+	        $(BUILD)/fuzz/work/$$name $$corpus </dev/null || exit 1; \
 	done
 
 bench: deps $(BUILD)/hookline
