@@ -285,6 +285,59 @@ struct key {
 static int load_section(ld_t *ld, const hl_ynode *n, const key *keys,
                         void *base);
 
+/* Numbers without exponents: 10000000, 0.001. */
+static const char *fmt_number(double v, char *buf, size_t cap)
+{
+    if (v == floor(v) && fabs(v) < 1e15)
+        snprintf(buf, cap, "%.0f", v);
+    else
+        snprintf(buf, cap, "%g", v);
+    return buf;
+}
+
+/* The largest unit that divides ms exactly: 100ms, 30s, 1h, 3650d. */
+static const char *fmt_duration(double v, char *buf, size_t cap)
+{
+    static const struct {
+        const char *unit;
+        double ms;
+    } units[] = {{"d", 86400000.0}, {"h", 3600000.0}, {"m", 60000.0},
+                 {"s", 1000.0}};
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (v >= units[i].ms && fmod(v, units[i].ms) == 0) {
+            snprintf(buf, cap, "%.0f%s", v / units[i].ms, units[i].unit);
+            return buf;
+        }
+    snprintf(buf, cap, "%.0fms", v);
+    return buf;
+}
+
+static const char *fmt_size(double v, char *buf, size_t cap)
+{
+    static const struct {
+        const char *unit;
+        double bytes;
+    } units[] = {{"GiB", 1073741824.0}, {"MiB", 1048576.0}, {"KiB", 1024.0}};
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+        if (v >= units[i].bytes && fmod(v, units[i].bytes) == 0) {
+            snprintf(buf, cap, "%.0f%s", v / units[i].bytes, units[i].unit);
+            return buf;
+        }
+    snprintf(buf, cap, "%.0f bytes", v);
+    return buf;
+}
+
+/* "from 100ms to 1h" for a key's bounds, into buf. */
+static const char *range_text(const key *k,
+                              const char *(*fmt)(double, char *, size_t),
+                              char *buf)
+{
+    char lo[40], hi[40];
+    snprintf(buf, 96, "from %s to %s", fmt(k->min, lo, sizeof lo),
+             fmt(k->max, hi, sizeof hi));
+    return buf;
+}
+
 static size_t edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -374,8 +427,10 @@ static int parse_num(ld_t *ld, const hl_ynode *n, const key *k, double *out)
     char *end;
     double v = strtod(s, &end);
     if (end == s || *end || !isfinite(v) || v < k->min || v > k->max) {
-        ld_err(ld, n, "expected a number from %g to %g, got '%s'", k->min,
-               k->max, s);
+        char lo[32], hi[32];
+        ld_err(ld, n, "expected a number from %s to %s, got '%s'",
+               fmt_number(k->min, lo, sizeof lo),
+               fmt_number(k->max, hi, sizeof hi), s);
         return HL_ECONFIG;
     }
     *out = v;
@@ -436,6 +491,8 @@ static int parse_list(ld_t *ld, const hl_ynode *n, const key *k,
         if (it->type != HL_YSCALAR) {
             ld_err(ld, it, "expected a string, got %s", got(it));
             rc = HL_ECONFIG;
+        } else if (it->u.scalar.failed) {
+            rc = HL_ECONFIG; /* the expansion error says it all */
         } else if ((k->flags & F_NONEMPTY) && !it->u.scalar.str[0]) {
             ld_err(ld, it, "must not be empty");
             rc = HL_ECONFIG;
@@ -458,6 +515,9 @@ static int parse_value(ld_t *ld, const hl_ynode *n, const key *k, void *base)
     void *field = (char *)base + k->off;
     uint64_t u;
     int rc;
+    char lo_hi[96];
+    if (n->type == HL_YSCALAR && n->u.scalar.failed)
+        return HL_ECONFIG; /* the expansion error says it all */
     switch (k->kind) {
     case K_STR:
         return parse_str(ld, n, k, (const char **)field);
@@ -485,9 +545,9 @@ static int parse_value(ld_t *ld, const hl_ynode *n, const key *k, void *base)
         if (rc || (double)u < k->min || (double)u > k->max) {
             ld_err(ld, n,
                    rc ? "expected a duration such as 500ms, 5s, 2m, 1h or "
-                        "7d, got '%s'"
-                      : "duration '%s' is out of range",
-                   n->u.scalar.str);
+                        "7d, got '%s'%s"
+                      : "duration '%s' is out of range; use %s",
+                   n->u.scalar.str, rc ? "" : range_text(k, fmt_duration, lo_hi));
             return HL_ECONFIG;
         }
         *(uint64_t *)field = u;
@@ -499,9 +559,9 @@ static int parse_value(ld_t *ld, const hl_ynode *n, const key *k, void *base)
         if (rc || (double)u < k->min || (double)u > k->max) {
             ld_err(ld, n,
                    rc ? "expected a size such as 512KiB, 1MiB or 1048576, "
-                        "got '%s'"
-                      : "size '%s' is out of range",
-                   n->u.scalar.str);
+                        "got '%s'%s"
+                      : "size '%s' is out of range; use %s",
+                   n->u.scalar.str, rc ? "" : range_text(k, fmt_size, lo_hi));
             return HL_ECONFIG;
         }
         *(uint64_t *)field = u;
@@ -658,14 +718,20 @@ static int parse_cidrs(ld_t *ld, const hl_ynode *n, void *field)
         int r = hl_parse_cidr(l.v[i], &ob->allow_networks[i]);
         if (r) {
             size_t mark = path_push(ld, "[%zu]", i);
-            ld_err(ld, it,
-                   r == HL_ERANGE
-                       ? "'%s' has a prefix longer than the address or host "
-                         "bits set; write the network address, such as "
-                         "10.0.0.0/8"
-                       : "expected an address or network such as "
-                         "10.0.0.0/8 or fd00::/8, got '%s'",
-                   l.v[i]);
+            const char *slash = strchr(l.v[i], '/');
+            unsigned maxp = strchr(l.v[i], ':') ? 128 : 32;
+            if (r == HL_ERANGE && slash && strtoul(slash + 1, NULL, 10) > maxp)
+                ld_err(ld, it, "'%s': the prefix must be at most %u for an "
+                               "%s address",
+                       l.v[i], maxp, maxp == 32 ? "IPv4" : "IPv6");
+            else if (r == HL_ERANGE)
+                ld_err(ld, it, "'%s' has host bits set; write the network "
+                               "address, such as 10.0.0.0/8 or fd00::/8",
+                       l.v[i]);
+            else
+                ld_err(ld, it, "expected an address or network such as "
+                               "10.0.0.0/8 or fd00::/8, got '%s'",
+                       l.v[i]);
             path_pop(ld, mark);
             rc = HL_ECONFIG;
         }
@@ -686,8 +752,10 @@ static int parse_url(ld_t *ld, const hl_ynode *n, void *field)
     char *scheme = NULL;
     int rc = 0;
     if (uc != CURLUE_OK) {
-        ld_err(ld, n, "'%s' is not an absolute URL: %s", s,
-               curl_url_strerror(uc));
+        ld_err(ld, n,
+               "expected an absolute URL such as https://host/path, got '%s' "
+               "(%s)",
+               s, curl_url_strerror(uc));
         rc = HL_ECONFIG;
     } else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
                strcmp(scheme, "http") && strcmp(scheme, "https") &&
@@ -1365,7 +1433,8 @@ static void check_sources(ld_t *ld)
                                 "when several tenants are configured)");
         } else if (!s->tenant) {
             s->tenant = "default";
-        } else if (!hl_config_tenant(cfg, s->tenant)) {
+        } else if (!hl_config_tenant(cfg, s->tenant) &&
+                   (cfg->n_tenants || strcmp(s->tenant, "default"))) {
             size_t m2 = path_key(ld, "tenant");
             unknown_ref(ld, node_at(s->node, "tenant", NULL), "tenant",
                         s->tenant, cfg->tenants, cfg->n_tenants,
@@ -1375,7 +1444,7 @@ static void check_sources(ld_t *ld)
         if (vn && vn->type == HL_YMAP && !v->hmac_set &&
             !v->standard_webhooks_set && !v->slack_set && !v->bearer_set) {
             size_t m2 = path_key(ld, "verify");
-            ld_err(ld, vn, "name at least one check: hmac, "
+            ld_err(ld, vn, "verify is empty; name at least one check: hmac, "
                            "standard_webhooks, slack or bearer");
             path_pop(ld, m2);
         } else if (!vn || hl_ynode_is_null(vn)) {
@@ -1414,7 +1483,8 @@ static void check_sources(ld_t *ld)
         if (s->kind && !valid_name(s->kind)) {
             size_t m2 = path_key(ld, "kind");
             ld_err(ld, node_at(s->node, "kind", NULL),
-                   "'%s' is not a kind name (letters, digits, '-', '_')",
+                   "'%s' is not a kind name: letters, digits, '-', '_' and '.', "
+                   "starting with a letter or digit",
                    s->kind);
             path_pop(ld, m2);
         }
@@ -1436,7 +1506,8 @@ static void check_connectors(ld_t *ld)
                         sizeof *cfg->policies, "policies");
             path_pop(ld, m2);
         }
-        if (c->tenant && !hl_config_tenant(cfg, c->tenant)) {
+        if (c->tenant && !hl_config_tenant(cfg, c->tenant) &&
+            (cfg->n_tenants || strcmp(c->tenant, "default"))) {
             size_t m2 = path_key(ld, "tenant");
             unknown_ref(ld, node_at(c->node, "tenant", NULL), "tenant",
                         c->tenant, cfg->tenants, cfg->n_tenants,
@@ -1450,7 +1521,8 @@ static void check_connectors(ld_t *ld)
         if (c->plugin && !valid_name(c->plugin)) {
             size_t m2 = path_key(ld, "plugin");
             ld_err(ld, node_at(c->node, "plugin", NULL),
-                   "'%s' is not a plugin name (letters, digits, '-', '_')",
+                   "'%s' is not a plugin name: letters, digits, '-', '_' and '.', "
+                   "starting with a letter or digit",
                    c->plugin);
             path_pop(ld, m2);
         }
@@ -1521,11 +1593,17 @@ static void check_routes(ld_t *ld)
         }
         for (size_t j = 0; j < r->to.n && r->tenant.n; j++) {
             const hl_connector_cfg *c = hl_config_connector(cfg, r->to.v[j]);
-            if (c && c->tenant && !in_list(&r->tenant, c->tenant))
-                ld_warn(ld, item_at(node_at(rn, "to", NULL), j),
-                        "connector '%s' serves only tenant '%s', which this "
-                        "route never matches, so it will get nothing here",
-                        c->name, c->tenant);
+            if (!c || !c->tenant || in_list(&r->tenant, c->tenant))
+                continue;
+            const hl_ynode *tn = node_at(rn, "to", NULL);
+            size_t m2 = path_push(ld, tn && tn->type == HL_YSEQ ? ".to[%zu]"
+                                                                 : ".to",
+                                  j);
+            ld_warn(ld, item_at(tn, j),
+                    "connector '%s' serves only tenant '%s', which this "
+                    "route never matches, so it will get nothing here",
+                    c->name, c->tenant);
+            path_pop(ld, m2);
         }
         path_pop(ld, mark);
     }

@@ -247,7 +247,7 @@ static int expand(hl_ydoc *doc, hl_ynode *n)
     if (!strstr(s, MARK_OPEN) && !strstr(s, MARK_CLOSE) && !strstr(s, "$${"))
         return 0;
     sbuf b = {0};
-    size_t k = 0;
+    size_t k = 0, errors_before = doc->diags->errors;
     int expanded = 0;
     while (*s) {
         if (s[0] == '$' && s[1] == '$' && s[2] == '{') {
@@ -282,11 +282,13 @@ static int expand(hl_ydoc *doc, hl_ynode *n)
             if (rc)
                 hl_diags_add(doc->diags, HL_DIAG_ERROR, doc->file, at.line,
                              at.col, NULL,
-                             "${file:%s}: cannot read the file: %s (a relative "
-                             "path starts from hookline's working directory)",
-                             path,
+                             "${file:%s}: cannot read the file: %s%s", path,
                              rc == HL_ETOOBIG ? "larger than 1 MiB"
-                                              : hl_strerror(rc));
+                                              : hl_strerror(rc),
+                             path[0] == '/'
+                                 ? ""
+                                 : " (a relative path starts from hookline's "
+                                   "working directory)");
         } else if (valid_env_name(ref, rn)) {
             char name[256];
             snprintf(name, sizeof name, "%.*s", (int)rn, ref);
@@ -323,6 +325,7 @@ static int expand(hl_ydoc *doc, hl_ynode *n)
         n->u.scalar.len = b.len;
     }
     free(b.p);
+    n->u.scalar.failed = doc->diags->errors > errors_before;
     return expanded;
 }
 

@@ -28,6 +28,7 @@ struct hl_ynode {
             char *str;   /* NUL-terminated, after ${...} expansion */
             size_t len;
             bool plain;  /* unquoted and not produced by an expansion */
+            bool failed; /* an expansion in it failed (already reported) */
         } scalar;
         struct {
             hl_ynode **items;

@@ -269,7 +269,7 @@ static void test_bad_duration(void **state)
                        "minutes'"));
     expect_errors("server:\n  header_timeout: 2h\n",
                   MSGS("t.yaml:2:19: error: server.header_timeout: duration "
-                       "'2h' is out of range"));
+                       "'2h' is out of range; use from 100ms to 1h"));
     expect_errors("policies:\n  p:\n    retry: {schedule: [0s, 5x]}\n",
                   MSGS("t.yaml:3:28: error: policies.p.retry.schedule[1]: "
                        "expected a duration such as 500ms, 5s, 2m, 1h or 7d, "
@@ -287,7 +287,7 @@ static void test_bad_size(void **state)
                        "such as 512KiB, 1MiB or 1048576, got '1.5MiB'"));
     expect_errors("server:\n  max_body: 512\n",
                   MSGS("t.yaml:2:13: error: server.max_body: size '512' is "
-                       "out of range"));
+                       "out of range; use from 1KiB to 1GiB"));
 }
 
 static void test_number_out_of_range(void **state)
@@ -305,7 +305,7 @@ static void test_number_out_of_range(void **state)
                        "expected a whole number from 1 to 1000, got '0'"));
     expect_errors("policies:\n  p: {rate: {per_second: 0}}\n",
                   MSGS("t.yaml:2:26: error: policies.p.rate.per_second: "
-                       "expected a number from 0.001 to 1e+07, got '0'"));
+                       "expected a number from 0.001 to 10000000, got '0'"));
     expect_errors("policies:\n  p: {retry: {jitter: 2}}\n",
                   MSGS("t.yaml:2:23: error: policies.p.retry.jitter: expected "
                        "full, none or a fraction from 0 to 1 (0.2 means "
@@ -373,11 +373,18 @@ static void test_bad_cidr(void **state)
         "outbound:\n  allow_networks: [10.0.0.0/8, 10.1.2.3/8, nope, "
         "fd00::/8]\n",
         MSGS("t.yaml:2:32: error: outbound.allow_networks[1]: '10.1.2.3/8' "
-             "has a prefix longer than the address or host bits set; write "
-             "the network address, such as 10.0.0.0/8",
+             "has host bits set; write the network address, such as "
+             "10.0.0.0/8 or fd00::/8",
              "t.yaml:2:44: error: outbound.allow_networks[2]: expected an "
              "address or network such as 10.0.0.0/8 or fd00::/8, got "
              "'nope'"));
+    expect_errors("outbound:\n  allow_networks: [10.0.0.0/33, \"::/129\"]\n",
+                  MSGS("t.yaml:2:20: error: outbound.allow_networks[0]: "
+                       "'10.0.0.0/33': the prefix must be at most 32 for an "
+                       "IPv4 address",
+                       "t.yaml:2:33: error: outbound.allow_networks[1]: "
+                       "'::/129': the prefix must be at most 128 for an IPv6 "
+                       "address"));
     hl_config *cfg = expect_ok(
         "outbound:\n  allow_networks: [10.0.0.0/8, \"fd00::/8\", "
         "192.168.1.7]\n",
@@ -396,8 +403,9 @@ static void test_bad_url(void **state)
     (void)state;
     expect_errors("connectors:\n  a:\n    plugin: webhook\n    url: not a "
                   "url\nroutes:\n  - to: [a]\n",
-                  MSGS("t.yaml:4:10: error: connectors.a.url: 'not a url' is "
-                       "not an absolute URL: Bad scheme"));
+                  MSGS("t.yaml:4:10: error: connectors.a.url: expected an "
+                       "absolute URL such as https://host/path, got 'not a "
+                       "url' (Bad scheme)"));
     expect_errors("connectors:\n  a:\n    plugin: webhook\n    url: "
                   "ftp://files.example/in\nroutes:\n  - to: [a]\n",
                   MSGS("t.yaml:4:10: error: connectors.a.url: "
@@ -465,7 +473,8 @@ static void test_bad_source_name(void **state)
                        "characters"));
     expect_errors("sources:\n  gh: {kind: \"../github\", " VERIFIED "}\n",
                   MSGS("t.yaml:2:14: error: sources.gh.kind: '../github' is "
-                       "not a kind name (letters, digits, '-', '_')"));
+                       "not a kind name: letters, digits, '-', '_' and '.', "
+                       "starting with a letter or digit"));
 }
 
 /* ---- references between sections ----------------------------------------- */
@@ -506,6 +515,13 @@ static void test_several_tenants_source_without_tenant(void **state)
                   MSGS("t.yaml:6:5: error: sources.s: missing required key "
                        "'tenant' (needed when several tenants are "
                        "configured)"));
+    /* With no tenants, everything is tenant "default", and may say so. */
+    hl_config *dflt = expect_ok(
+        "sources:\n  s: {kind: generic, tenant: default, " VERIFIED "}\n"
+        "connectors:\n  c: {plugin: webhook, tenant: default}\n"
+        "routes:\n  - {match: {tenant: default}, to: [c]}\n",
+        NO_MSGS);
+    assert_string_equal(hl_config_source(dflt, "s")->tenant, "default");
     /* With one tenant, a source without one belongs to it. */
     hl_config *cfg = expect_ok("tenants:\n  acme: {token: a}\nsources:\n  s: "
                                "{kind: generic, " VERIFIED "}\n",
@@ -521,7 +537,7 @@ static void test_empty_verify(void **state)
 {
     (void)state;
     expect_errors("sources:\n  s: {kind: generic, verify: {}}\n",
-                  MSGS("t.yaml:2:30: error: sources.s.verify: name at least "
+                  MSGS("t.yaml:2:30: error: sources.s.verify: verify is empty; name at least "
                        "one check: hmac, standard_webhooks, slack or "
                        "bearer"));
     /* A verify of the wrong type is one mistake, reported once. */
@@ -736,7 +752,7 @@ static void test_warnings_tenants_and_connectors(void **state)
              "tenants apart",
              "t.yaml:10:10: warning: connectors.spare: no route sends events "
              "to this connector",
-             "t.yaml:13:18: warning: routes[0]: connector 'beta-out' serves "
+             "t.yaml:13:18: warning: routes[0].to[1]: connector 'beta-out' serves "
              "only tenant 'beta', which this route never matches, so it will "
              "get nothing here"));
     assert_int_equal(cfg->n_connectors, 3);
@@ -800,6 +816,15 @@ static void test_env_unset(void **state)
                        "t.yaml:12:24: error: environment variable HL_T_NOPE2 is "
                        "not set (export it, or put the value in a file and "
                        "use ${file:PATH})"));
+    /* A key that must not be empty reports only the unset variable. */
+    expect_errors("admin:\n  token: ${HL_T_NOPE}\nsources:\n  s:\n    kind: "
+                  "generic\n    verify: {bearer: {tokens: [${HL_T_NOPE2}]}}\n",
+                  MSGS("t.yaml:2:10: error: environment variable HL_T_NOPE is "
+                       "not set (export it, or put the value in a file and "
+                       "use ${file:PATH})",
+                       "t.yaml:6:32: error: environment variable HL_T_NOPE2 is "
+                       "not set (export it, or put the value in a file and "
+                       "use ${file:PATH})"));
     /* A block scalar: the reference on its second line. */
     expect_errors("tenants:\n  acme:\n    token: |\n      first\n      "
                   "second ${HL_T_NOPE}\n",
@@ -850,8 +875,14 @@ static void test_file_reference_missing(void **state)
                   "  - to: [pager]\n",
                   MSGS("t.yaml:4:18: error: "
                        "${file:/nonexistent/hl-test/key}: cannot read the "
-                       "file: No such file or directory (a relative path "
-                       "starts from hookline's working directory)"));
+                       "file: No such file or directory"));
+    expect_errors("connectors:\n  pager:\n    plugin: pagerduty\n    "
+                  "routing_key: ${file:hl-test-absent/key}\nroutes:\n"
+                  "  - to: [pager]\n",
+                  MSGS("t.yaml:4:18: error: "
+                       "${file:hl-test-absent/key}: cannot read the file: No "
+                       "such file or directory (a relative path starts from "
+                       "hookline's working directory)"));
 }
 
 static void test_literal_dollar_brace(void **state)
