@@ -3,12 +3,12 @@
 
 #include "err.h"
 #include "id.h"
+#include "jsontext.h"
 #include "log.h"
 #include "rate.h"
 #include "verify.h"
 
 #include <ctype.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +27,7 @@ struct hl_intake {
     hl_config *cfg;
     limiter *limits;
     size_t n_limits;
+    uint64_t inflight; /* appended, not yet committed or failed */
     int stopping;
 };
 
@@ -136,42 +137,100 @@ static int secret_or_transport(const char *name)
     return 0;
 }
 
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void sb_json(sbuf *b, const char *s)
+{
+    char small[512];
+    size_t need = hl_json_escape(small, sizeof small, s);
+    if (need < sizeof small) {
+        sb_put(b, small, need);
+        return;
+    }
+    char *big = malloc(need + 1);
+    if (!big) {
+        b->oom = 1;
+        return;
+    }
+    hl_json_escape(big, need + 1, s);
+    sb_put(b, big, need);
+    free(big);
+}
+
+static int kept(const hl_http_header *h, const char *also_drop, char *name,
+                size_t cap)
+{
+    if (!h->name || strlen(h->name) >= cap)
+        return 0;
+    strcpy(name, h->name);
+    lower(name);
+    return !secret_or_transport(name) &&
+           !(also_drop && !strcasecmp(name, also_drop));
+}
+
 char *hl_intake_kept_headers(const hl_http_req *req, const char *also_drop)
 {
-    json_t *obj = json_object();
-    if (!obj)
-        return NULL;
+    sbuf b = {0};
+    sb_put(&b, "{", 1);
+    int first = 1;
     for (size_t i = 0; i < req->n_headers; i++) {
-        char name[128];
-        const hl_http_header *h = &req->headers[i];
-        if (!h->name || strlen(h->name) >= sizeof name)
+        char name[128], other[128];
+        if (!kept(&req->headers[i], also_drop, name, sizeof name))
             continue;
-        strcpy(name, h->name);
-        lower(name);
-        if (secret_or_transport(name) ||
-            (also_drop && !strcasecmp(name, also_drop)))
+        /* A repeated header was written with its first occurrence. */
+        size_t j = 0;
+        while (j < i && !(kept(&req->headers[j], also_drop, other,
+                               sizeof other) &&
+                          !strcmp(name, other)))
+            j++;
+        if (j < i)
             continue;
-        const char *value = h->value ? h->value : "";
-        json_t *prev = json_object_get(obj, name);
-        json_t *v;
-        if (prev) {
-            /* Repeated headers join as one, the way HTTP defines it. */
-            size_t n = strlen(json_string_value(prev)) + strlen(value) + 3;
-            char *joined = malloc(n);
-            if (!joined)
+        sb_put(&b, first ? "\"" : ",\"", first ? 1 : 2);
+        first = 0;
+        sb_json(&b, name);
+        sb_put(&b, "\":\"", 3);
+        /* Repeated headers join as one, the way HTTP defines it. */
+        const char *sep = "";
+        for (j = i; j < req->n_headers; j++) {
+            if (j > i && !(kept(&req->headers[j], also_drop, other,
+                                sizeof other) &&
+                           !strcmp(name, other)))
                 continue;
-            snprintf(joined, n, "%s, %s", json_string_value(prev), value);
-            v = json_stringn_nocheck(joined, strlen(joined));
-            free(joined);
-        } else {
-            v = json_string_nocheck(value);
+            sb_put(&b, sep, strlen(sep));
+            sb_json(&b, req->headers[j].value ? req->headers[j].value : "");
+            sep = ", ";
         }
-        if (v)
-            json_object_set_new_nocheck(obj, name, v);
+        sb_put(&b, "\"", 1);
     }
-    char *out = json_dumps(obj, JSON_COMPACT);
-    json_decref(obj);
-    return out;
+    sb_put(&b, "}", 1);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
 }
 
 static int valid_request_id(const char *s)
@@ -254,6 +313,7 @@ static void answer_error(hl_http_req *req, const char *corr, int status,
 static void on_appended(void *ud, const hl_append_result *res)
 {
     pending *p = ud;
+    p->in->inflight--;
     if (res->status) {
         char msg[300];
         snprintf(msg, sizeof msg,
@@ -290,6 +350,20 @@ static int admit(hl_intake *in, hl_http_req *req, const hl_source_cfg *src,
                  const char *corr)
 {
     char msg[600];
+    char why[400];
+    int rc = hl_verify_request(&src->verify, header_cb, req, req->body,
+                               req->body_len, hl_now_ms() / 1000, why,
+                               sizeof why);
+    if (rc == HL_EVERIFY) {
+        answer_error(req, corr, 401, "verification_failed", why, 0);
+        return -1;
+    }
+    if (rc) {
+        HL_ERROR("intake", "verification could not run", "source", src->name,
+                 "reason", why);
+        answer_error(req, corr, 500, "verification_misconfigured", why, 0);
+        return -1;
+    }
     hl_bucket *b = bucket_of(in, src->name);
     uint64_t wait_us = b ? hl_bucket_take(b, hl_mono_us()) : 0;
     if (wait_us) {
@@ -313,37 +387,20 @@ static int admit(hl_intake *in, hl_http_req *req, const hl_source_cfg *src,
         answer_error(req, corr, 415, "unsupported_media_type", msg, 0);
         return -1;
     }
-    char why[400];
-    int rc = hl_verify_request(&src->verify, header_cb, req, req->body,
-                               req->body_len, hl_now_ms() / 1000, why,
-                               sizeof why);
-    if (rc == HL_EVERIFY) {
-        answer_error(req, corr, 401, "verification_failed", why, 0);
-        return -1;
-    }
-    if (rc) {
-        HL_ERROR("intake", "verification could not run", "source", src->name,
-                 "reason", why);
-        answer_error(req, corr, 500, "verification_misconfigured", why, 0);
-        return -1;
-    }
     if (req->body_len == 0) {
         answer_error(req, corr, 400, "empty_body",
                      "the body is empty; send the webhook's payload", 0);
         return -1;
     }
-    if (is_json_type(mt)) {
-        json_error_t err;
-        json_t *doc = json_loadb(req->body, req->body_len,
-                                 JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-        if (!doc) {
-            snprintf(msg, sizeof msg,
-                     "the body is not valid JSON: %s at byte offset %d",
-                     err.text, err.position);
-            answer_error(req, corr, 400, "invalid_json", msg, 0);
-            return -1;
-        }
-        json_decref(doc);
+    size_t off;
+    const char *reason;
+    if (is_json_type(mt) &&
+        hl_json_validate(req->body, req->body_len, &off, &reason)) {
+        snprintf(msg, sizeof msg,
+                 "the body is not valid JSON: %s at byte offset %zu", reason,
+                 off);
+        answer_error(req, corr, 400, "invalid_json", msg, 0);
+        return -1;
     }
     return 0;
 }
@@ -389,7 +446,8 @@ void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
         if (idem && !*idem)
             idem = NULL;
     }
-    uint64_t backlog = hl_queue_backlog(in->queue);
+    /* Appends in flight count too, or a burst could overshoot the bound. */
+    uint64_t backlog = hl_queue_backlog(in->queue) + in->inflight;
     if (backlog >= in->cfg->storage.max_queued) {
         answer_error(req, corr, 503, "queue_full",
                      "the queue is at storage.max_queued; retry later", 5);
@@ -420,6 +478,7 @@ void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
     p->ev.body = req->body;
     p->ev.body_len = req->body_len;
     p->ev.received_ms = now;
+    in->inflight++;
     int rc = hl_queue_append(in->queue, &p->ev, on_appended, p);
     if (rc) {
         hl_append_result res = {.status = rc, .reason = hl_strerror(rc)};

@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include "err.h"
+#include "jsontext.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -94,36 +95,18 @@ static void lb_puts(linebuf *b, const char *s)
 /* JSON string body escaping (no quotes). */
 static void lb_json(linebuf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[7];
-        switch (*p) {
-        case '"':
-            lb_put(b, "\\\"", 2);
-            break;
-        case '\\':
-            lb_put(b, "\\\\", 2);
-            break;
-        case '\n':
-            lb_put(b, "\\n", 2);
-            break;
-        case '\r':
-            lb_put(b, "\\r", 2);
-            break;
-        case '\t':
-            lb_put(b, "\\t", 2);
-            break;
-        default:
-            if (*p < 0x20) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[*p >> 4];
-                esc[5] = hex[*p & 15];
-                lb_put(b, esc, 6);
-            } else {
-                lb_put(b, (const char *)p, 1);
-            }
-        }
+    char small[256];
+    size_t need = hl_json_escape(small, sizeof small, s);
+    if (need < sizeof small) {
+        lb_put(b, small, need);
+        return;
     }
+    char *big = malloc(need + 1);
+    if (!big)
+        return;
+    hl_json_escape(big, need + 1, s);
+    lb_put(b, big, need);
+    free(big);
 }
 
 /* Text values are quoted when they hold spaces, quotes or '='. */
