@@ -2,9 +2,11 @@
 #include "http.h"
 
 #include "err.h"
+#include "jsontext.h"
 #include "log.h"
 
 #include <http_parser.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,13 @@ typedef struct pending {
     char *url;
     size_t url_len;
     size_t body_cap;
+    /* Header names and values, NUL-separated, in one buffer; the offsets
+     * become pointers once the headers are complete. */
+    char *hbuf;
+    size_t hlen, hcap;
+    size_t *hoff; /* name and value offsets: 2 per header */
+    size_t hoff_cap;
+    int headers_done; /* later header callbacks are chunked trailers */
     char *out; /* the answer, once ready */
     size_t out_len;
     int done;
@@ -112,11 +121,9 @@ const char *hl_http_status_text(int status)
 
 static void pending_free(pending *p)
 {
-    for (size_t i = 0; i < p->req.n_headers; i++) {
-        free(p->req.headers[i].name);
-        free(p->req.headers[i].value);
-    }
     free(p->req.headers);
+    free(p->hbuf);
+    free(p->hoff);
     free(p->req.body);
     free(p->req.path);
     free(p->url);
@@ -170,27 +177,77 @@ static int on_url(http_parser *hp, const char *at, size_t n)
     return 0;
 }
 
+static int hput(pending *p, const char *at, size_t n)
+{
+    if (p->hlen + n + 1 > p->hcap) {
+        size_t cap = p->hcap ? p->hcap * 2 : 512;
+        while (cap < p->hlen + n + 1)
+            cap *= 2;
+        char *b = realloc(p->hbuf, cap);
+        if (!b)
+            return -1;
+        p->hbuf = b;
+        p->hcap = cap;
+    }
+    memcpy(p->hbuf + p->hlen, at, n);
+    p->hlen += n;
+    return 0;
+}
+
+/* Start a name (which = 0) or a value (which = 1) at the current end. */
+static int hstart(pending *p, int which)
+{
+    size_t i = 2 * p->req.n_headers + (size_t)which;
+    if (which == 0) {
+        if (i + 2 > p->hoff_cap) {
+            size_t cap = p->hoff_cap ? p->hoff_cap * 2 : 32;
+            size_t *o = realloc(p->hoff, cap * sizeof *o);
+            if (!o)
+                return -1;
+            p->hoff = o;
+            p->hoff_cap = cap;
+        }
+        p->req.n_headers++;
+        i = 2 * p->req.n_headers - 2;
+    } else {
+        i = 2 * p->req.n_headers - 1;
+    }
+    if (p->hlen && hput(p, "", 1)) /* ends the previous piece */
+        return -1;
+    p->hoff[i] = p->hlen;
+    return 0;
+}
+
+/* RFC 9110 token characters; the packaged parser is lenient about them,
+ * and "Name : value" must be refused (it is a request smuggling vector). */
+static int is_token(const char *at, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch)) || !ch)
+            return 0;
+    }
+    return 1;
+}
+
 static int on_header_field(http_parser *hp, const char *at, size_t n)
 {
     conn *c = hp->data;
-    hl_http_req *r = &c->cur->req;
+    pending *p = c->cur;
     if (count_header_bytes(c, n))
         return -1;
-    if (c->last_was_value || r->n_headers == 0) {
-        hl_http_header *h = realloc(r->headers, (r->n_headers + 1) * sizeof *h);
-        if (!h) {
-            c->err_status = 503;
-            return -1;
-        }
-        r->headers = h;
-        h[r->n_headers].name = NULL;
-        h[r->n_headers].value = NULL;
-        r->n_headers++;
-        c->last_was_value = 0;
+    if (!is_token(at, n)) {
+        c->err_status = 400;
+        return -1;
     }
-    hl_http_header *h = &r->headers[r->n_headers - 1];
-    size_t len = h->name ? strlen(h->name) : 0;
-    if (append(&h->name, &len, at, n)) {
+    if (p->headers_done)
+        return 0; /* trailers after a chunked body are not kept */
+    if ((c->last_was_value || !p->req.n_headers) && hstart(p, 0)) {
+        c->err_status = 503;
+        return -1;
+    }
+    c->last_was_value = 0;
+    if (hput(p, at, n)) {
         c->err_status = 503;
         return -1;
     }
@@ -200,15 +257,39 @@ static int on_header_field(http_parser *hp, const char *at, size_t n)
 static int on_header_value(http_parser *hp, const char *at, size_t n)
 {
     conn *c = hp->data;
-    hl_http_req *r = &c->cur->req;
+    pending *p = c->cur;
     if (count_header_bytes(c, n))
         return -1;
-    c->last_was_value = 1;
-    hl_http_header *h = &r->headers[r->n_headers - 1];
-    size_t len = h->value ? strlen(h->value) : 0;
-    if (append(&h->value, &len, at, n)) {
+    if (p->headers_done)
+        return 0;
+    if (!c->last_was_value && hstart(p, 1)) {
         c->err_status = 503;
         return -1;
+    }
+    c->last_was_value = 1;
+    if (hput(p, at, n)) {
+        c->err_status = 503;
+        return -1;
+    }
+    return 0;
+}
+
+/* Turn the offsets into the name/value pointers of the request. */
+static int headers_finish(conn *c, pending *p)
+{
+    size_t n = p->req.n_headers;
+    if (n && !c->last_was_value && hstart(p, 1)) /* a name with no value */
+        return -1;
+    if (hput(p, "", 1))
+        return -1;
+    if (!n)
+        return 0;
+    p->req.headers = malloc(n * sizeof *p->req.headers);
+    if (!p->req.headers)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        p->req.headers[i].name = p->hbuf + p->hoff[2 * i];
+        p->req.headers[i].value = p->hbuf + p->hoff[2 * i + 1];
     }
     return 0;
 }
@@ -219,11 +300,11 @@ static int on_headers_complete(http_parser *hp)
 {
     conn *c = hp->data;
     pending *p = c->cur;
-    for (size_t i = 0; i < p->req.n_headers; i++)
-        if (!p->req.headers[i].value && !(p->req.headers[i].value = strdup(""))) {
-            c->err_status = 503;
-            return -1;
-        }
+    if (headers_finish(c, p)) {
+        c->err_status = 503;
+        return -1;
+    }
+    p->headers_done = 1;
     c->in_headers = 0;
     if ((hp->flags & F_CONTENTLENGTH) && hp->content_length > c->lim.max_body) {
         c->err_status = 413;
@@ -295,7 +376,11 @@ static int on_message_complete(http_parser *hp)
         c->err_status = 503;
         return -1;
     }
-    p->close_after = !http_should_keep_alive(hp);
+    /* After a "Connection: close" request or an upgrade request (answered
+     * as plain HTTP) nothing more is read from this connection. */
+    p->close_after = !http_should_keep_alive(hp) || hp->upgrade;
+    if (p->close_after)
+        http_parser_pause(hp, 1);
     if (c->tail)
         c->tail->next = p;
     else
@@ -312,9 +397,10 @@ static int on_message_complete(http_parser *hp)
 
 /* ---- answers ------------------------------------------------------------- */
 
+/* A HEAD answer carries the headers a GET would, and no body. */
 static char *build_answer(int status, const char *ctype, const char *extra,
-                          const void *body, size_t len, int close,
-                          size_t *out_len)
+                          const void *body, size_t len, int head_only,
+                          int close, size_t *out_len)
 {
     char head[512];
     int n = snprintf(head, sizeof head,
@@ -325,16 +411,17 @@ static char *build_answer(int status, const char *ctype, const char *extra,
     if (n < 0 || (size_t)n >= sizeof head)
         return NULL;
     size_t elen = extra ? strlen(extra) : 0;
-    char *out = malloc((size_t)n + elen + 2 + len);
+    size_t blen = head_only ? 0 : len;
+    char *out = malloc((size_t)n + elen + 2 + blen);
     if (!out)
         return NULL;
     memcpy(out, head, (size_t)n);
     if (elen)
         memcpy(out + n, extra, elen);
     memcpy(out + n + elen, "\r\n", 2);
-    if (len)
-        memcpy(out + n + elen + 2, body, len);
-    *out_len = (size_t)n + elen + 2 + len;
+    if (blen)
+        memcpy(out + n + elen + 2, body, blen);
+    *out_len = (size_t)n + elen + 2 + blen;
     return out;
 }
 
@@ -350,10 +437,8 @@ void hl_http_respond(hl_http_req *req, int status, const char *content_type,
     }
     conn *c = p->c;
     int close = p->close_after || c->srv->shutting_down;
-    if (!strcmp(req->method, "HEAD"))
-        len = 0;
-    p->out = build_answer(status, content_type, extra, body, len, close,
-                          &p->out_len);
+    p->out = build_answer(status, content_type, extra, body, len,
+                          !strcmp(req->method, "HEAD"), close, &p->out_len);
     if (!p->out) {
         static const char oom[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                   "Content-Length: 0\r\nConnection: close\r\n\r\n";
@@ -366,30 +451,12 @@ void hl_http_respond(hl_http_req *req, int status, const char *content_type,
     conn_flush(c);
 }
 
-static size_t json_escape(char *out, size_t cap, const char *s)
-{
-    size_t o = 0;
-    for (; *s && o + 7 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    out[o] = 0;
-    return o;
-}
-
 void hl_http_respond_error(hl_http_req *req, int status, const char *code,
                            const char *message, const char *extra)
 {
     char ecode[128], emsg[1024], body[1300];
-    json_escape(ecode, sizeof ecode, code);
-    json_escape(emsg, sizeof emsg, message);
+    hl_json_escape(ecode, sizeof ecode, code);
+    hl_json_escape(emsg, sizeof emsg, message);
     int n = snprintf(body, sizeof body,
                      "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", ecode,
                      emsg);
@@ -590,9 +657,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->srv->readbuf_busy = 0;
     if (nread == 0)
         return;
+    if (nread == UV_EOF && (c->head || c->writes)) {
+        /* The client half-closed after sending: answer what it sent. */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+        c->close_when_flushed = 1;
+        if (c->cur) {
+            pending_free(c->cur);
+            c->cur = NULL;
+        }
+        return;
+    }
     if (nread < 0) {
-        /* EOF or reset: answers still owed are dropped with the socket. */
-        conn_close(c);
+        conn_close(c); /* reset, or EOF with nothing owed */
         return;
     }
     int was_in_headers = c->in_headers;
@@ -601,9 +678,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->closing)
         return;
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    if (c->parser.upgrade && e == HPE_OK) {
-        conn_fail(c, 501, "upgrade_unsupported",
-                  "this endpoint does not support protocol upgrades");
+    if (e == HPE_PAUSED || (c->parser.upgrade && e == HPE_OK)) {
+        /* The last request closes the connection: drop what follows. */
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        }
         return;
     }
     if (e != HPE_OK || used != (size_t)nread) {
@@ -615,6 +695,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                       "the request body is larger than server.max_body");
         else if (c->err_status == 503)
             conn_fail(c, 503, "unavailable", "out of memory; try again");
+        else if (c->err_status == 400)
+            conn_fail(c, 400, "bad_request",
+                      "malformed HTTP request: a header name holds a "
+                      "character that is not allowed (such as a space "
+                      "before the colon)");
         else {
             char msg[256];
             snprintf(msg, sizeof msg, "malformed HTTP request: %s",

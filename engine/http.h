@@ -10,8 +10,8 @@ typedef struct hl_http_server hl_http_server;
 typedef struct hl_http_req hl_http_req;
 
 typedef struct {
-    char *name;
-    char *value;
+    const char *name;
+    const char *value;
 } hl_http_header;
 
 struct hl_http_req {
