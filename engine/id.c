@@ -3,6 +3,7 @@
 
 #include "err.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <string.h>
@@ -13,6 +14,26 @@ static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t g_last_ms = -1;
 static unsigned char g_last_rand[10];
+
+/* Random bytes are drawn from OpenSSL in blocks: one call per id costs
+ * more than the rest of making it. Guarded by g_lock. */
+static unsigned char g_pool[4096];
+static size_t g_pool_left;
+
+static int pool_take(unsigned char *out, size_t n)
+{
+    if (n > sizeof g_pool)
+        return RAND_bytes(out, (int)n) == 1 ? 0 : HL_EINTERNAL;
+    if (g_pool_left < n) {
+        if (RAND_bytes(g_pool, sizeof g_pool) != 1)
+            return HL_EINTERNAL;
+        g_pool_left = sizeof g_pool;
+    }
+    memcpy(out, g_pool + sizeof g_pool - g_pool_left, n);
+    OPENSSL_cleanse(g_pool + sizeof g_pool - g_pool_left, n);
+    g_pool_left -= n;
+    return 0;
+}
 
 int64_t hl_now_ms(void)
 {
@@ -41,7 +62,7 @@ int hl_id_new(int64_t now_ms, char out[HL_ID_LEN + 1])
             now_ms = ++g_last_ms;
             memset(g_last_rand, 0, sizeof g_last_rand);
         }
-    } else if (RAND_bytes(g_last_rand, sizeof g_last_rand) != 1) {
+    } else if (pool_take(g_last_rand, sizeof g_last_rand)) {
         pthread_mutex_unlock(&g_lock);
         return HL_EINTERNAL;
     }
@@ -64,27 +85,42 @@ int hl_id_new(int64_t now_ms, char out[HL_ID_LEN + 1])
     return 0;
 }
 
+/* The value of one base32 digit, case-insensitively, or -1. */
+static int digit(char ch)
+{
+    if (ch >= 'a' && ch <= 'z')
+        ch = (char)(ch - 'a' + 'A');
+    const char *p = ch ? strchr(b32, ch) : NULL;
+    return p ? (int)(p - b32) : -1;
+}
+
 int64_t hl_id_time(const char *id)
 {
     if (!id || strlen(id) != HL_ID_LEN)
         return -1;
-    uint64_t v = 0;
-    for (int i = 0; i < 10; i++) {
-        const char *p = strchr(b32, id[i]);
-        if (!p || !id[i])
+    for (int i = 0; i < HL_ID_LEN; i++)
+        if (digit(id[i]) < 0)
             return -1;
-        v = (v << 5) | (uint64_t)(p - b32);
-    }
-    /* 10 digits hold 50 bits: the top 2 belong to nothing. */
-    return (int64_t)(v & 0xFFFFFFFFFFFFULL);
+    /* 26 digits hold 130 bits: the first may not use the top 2. */
+    if (digit(id[0]) > 7)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < 10; i++)
+        v = (v << 5) | (uint64_t)digit(id[i]);
+    return (int64_t)v;
 }
 
 int hl_random_hex(size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char buf[64];
-    if (n > sizeof buf || RAND_bytes(buf, (int)n) != 1)
+    if (n > sizeof buf)
         return HL_EINTERNAL;
+    pthread_mutex_lock(&g_lock);
+    int rc = pool_take(buf, n);
+    pthread_mutex_unlock(&g_lock);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < n; i++) {
         out[2 * i] = hex[buf[i] >> 4];
         out[2 * i + 1] = hex[buf[i] & 15];

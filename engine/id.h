@@ -11,9 +11,11 @@
  * Ids made in the same millisecond are strictly increasing, from any
  * thread. out must hold HL_ID_LEN + 1 bytes. Returns 0 or HL_EINTERNAL. */
 int hl_id_new(int64_t now_ms, char out[HL_ID_LEN + 1]);
-/* The millisecond timestamp inside an id, or -1 if it is not a ULID. */
+/* The millisecond timestamp inside an id (read case-insensitively), or -1
+ * if it is not a ULID. */
 int64_t hl_id_time(const char *id);
-/* n random bytes as 2n lowercase hex digits (out holds 2n + 1). */
+/* n random bytes (n <= 64) as 2n lowercase hex digits (out holds 2n + 1);
+ * HL_EINTERNAL when n is larger. */
 int hl_random_hex(size_t n, char *out);
 /* Wall-clock milliseconds since the epoch. */
 int64_t hl_now_ms(void);

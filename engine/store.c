@@ -5,6 +5,8 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -42,6 +44,13 @@ typedef struct {
     _Atomic uint64_t backlog;
     sqlite3_stmt *st_begin, *st_commit, *st_rollback, *st_insert, *st_find;
     size_t last_batch;
+    /* WAL checkpoints run on their own connection and thread, so a
+     * checkpoint never stalls the commits of intake. */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    int ckpt_started;
+    int ckpt_wanted;
+    pthread_cond_t ckpt_cv;
     _Atomic uint64_t commits, events, failures, last_batch_n, last_commit_us;
 } store;
 
@@ -66,7 +75,8 @@ static const char *const migrations[] = {
     ");"
     "CREATE UNIQUE INDEX events_idem ON events(source, idem_key)"
     "  WHERE idem_key IS NOT NULL;"
-    "CREATE INDEX events_state ON events(state, seq);",
+    "CREATE INDEX events_state ON events(state, seq);"
+    "PRAGMA application_id = 1212960305;", /* HL_APPLICATION_ID */
 };
 
 _Static_assert(sizeof migrations / sizeof *migrations ==
@@ -98,6 +108,34 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen,
     return HL_ESTORE;
 }
 
+/* What to tell a user whose file SQLite refused, by the kind of refusal. */
+static const char *advice(sqlite3 *db)
+{
+    switch (sqlite3_errcode(db) & 0xff) {
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+        return " (the file is not a SQLite database or is damaged; restore it "
+               "from a backup, or move it aside to start afresh)";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+        return " (hookline needs to write this file and its folder; fix their "
+               "permissions)";
+    case SQLITE_CANTOPEN:
+        return " (check that the folder exists and is writable)";
+    default:
+        return "";
+    }
+}
+
+static int sqlite_fail(sqlite3 *db, const char *path, const char *what,
+                       char *err, size_t errlen)
+{
+    int sys = sqlite3_system_errno(db);
+    return fail(err, errlen, HL_ESTORE, "%s: %s: %s%s%s%s%s", path, what,
+                sqlite3_errmsg(db), sys ? " (" : "", sys ? strerror(sys) : "",
+                sys ? ")" : "", advice(db));
+}
+
 static int pragma_int(sqlite3 *db, const char *sql, int *out)
 {
     sqlite3_stmt *st;
@@ -118,10 +156,8 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
     int version = 0;
     int rc = pragma_int(db, "PRAGMA user_version", &version);
     if (rc != SQLITE_OK)
-        return fail(err, errlen, HL_ESTORE,
-                    "%s: cannot read the schema version: %s (is this a "
-                    "hookline database? move it aside to start afresh)",
-                    path, sqlite3_errmsg(db));
+        return sqlite_fail(db, path, "cannot read the schema version", err,
+                           errlen);
     if (version > HL_STORE_SCHEMA_VERSION)
         return fail(err, errlen, HL_ESTORE,
                     "%s: the database has schema version %d, newer than this "
@@ -148,27 +184,67 @@ rollback:
     return HL_ESTORE;
 }
 
+static int make_dir(const char *path, const char *dir, char *err,
+                    size_t errlen)
+{
+    struct stat st;
+    if (mkdir(dir, 0750) == 0)
+        return 0;
+    int e = errno;
+    if (e == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    if (e == EEXIST)
+        e = ENOTDIR;
+    return fail(err, errlen, -e, "%s: cannot create its folder %s: %s", path,
+                dir, strerror(e));
+}
+
+/* SQLite's own open error hides the cause; ask the file system first
+ * (with the effective ids, as the open will use). */
+static int check_access(const char *path, const char *dir, char *err,
+                        size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode))
+            return fail(err, errlen, HL_ESTORE, "%s: not a regular file",
+                        path);
+        if (faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS))
+            return fail(err, errlen, HL_ESTORE,
+                        "%s: the file is read-only to hookline (%s); it needs "
+                        "to write this file and its folder: fix their "
+                        "permissions",
+                        path, strerror(errno));
+    }
+    if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS))
+        return fail(err, errlen, HL_ESTORE,
+                    "%s: cannot write in its folder %s: %s (SQLite keeps its "
+                    "-wal and -shm files beside the database)",
+                    path, dir, strerror(errno));
+    return 0;
+}
+
 static int mkdirs_for(const char *path, char *err, size_t errlen)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
+    if (!slash)
+        return check_access(path, ".", err, errlen);
+    if (slash == dir)
+        return check_access(path, "/", err, errlen);
     *slash = 0;
     for (char *p = dir + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = 0;
-        if (mkdir(dir, 0750) && errno != EEXIST)
-            return fail(err, errlen, -errno, "cannot create folder %s: %s",
-                        dir, strerror(errno));
+        int rc = make_dir(path, dir, err, errlen);
+        if (rc)
+            return rc;
         *p = '/';
     }
-    if (mkdir(dir, 0750) && errno != EEXIST)
-        return fail(err, errlen, -errno, "cannot create folder %s: %s", dir,
-                    strerror(errno));
-    return 0;
+    int rc = make_dir(path, dir, err, errlen);
+    return rc ? rc : check_access(path, dir, err, errlen);
 }
 
 static int prepare(store *s, const char *path, char *err, size_t errlen)
@@ -376,6 +452,50 @@ static void *writer(void *arg)
     return NULL;
 }
 
+/* ---- checkpoints -------------------------------------------------------- */
+
+#define CHECKPOINT_PAGES 1000
+
+/* Called by SQLite on the writer thread after each commit. */
+static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    store *s = arg;
+    (void)db;
+    (void)name;
+    if (pages >= CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&s->mu);
+        if (!s->ckpt_wanted) {
+            s->ckpt_wanted = 1;
+            pthread_cond_signal(&s->ckpt_cv);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *checkpointer(void *arg)
+{
+    store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->ckpt_wanted && !s->stopping)
+            pthread_cond_wait(&s->ckpt_cv, &s->mu);
+        int stop = s->stopping;
+        s->ckpt_wanted = 0;
+        pthread_mutex_unlock(&s->mu);
+        if (stop)
+            break;
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL,
+                                           SQLITE_CHECKPOINT_PASSIVE, &log,
+                                           &done);
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
+            HL_WARN("store", "checkpoint failed", "reason",
+                    sqlite3_errmsg(s->ckpt_db));
+    }
+    return NULL;
+}
+
 /* ---- the loop side ------------------------------------------------------- */
 
 static void deliver_results(store *s)
@@ -444,20 +564,25 @@ static void finalize_all(store *s)
 static void store_close(hl_queue *q)
 {
     store *s = (store *)q;
-    if (s->thread_started) {
-        pthread_mutex_lock(&s->mu);
-        s->stopping = 1;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_cond_signal(&s->ckpt_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->thread_started)
         pthread_join(s->thread, NULL);
-    }
+    if (s->ckpt_started)
+        pthread_join(s->ckpt_thread, NULL);
     deliver_results(s);
     finalize_all(s);
+    if (s->ckpt_db)
+        sqlite3_close(s->ckpt_db);
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
         HL_ERROR("store", "closing the database failed", "reason",
                  sqlite3_errmsg(s->db));
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->ckpt_cv);
     uv_close((uv_handle_t *)&s->async, on_async_closed);
 }
 
@@ -477,6 +602,37 @@ void hl_store_stats_get(const hl_queue *q, hl_store_stats *out)
     out->last_commit_us = atomic_load(&s->last_commit_us);
 }
 
+#define HL_APPLICATION_ID 0x484c4e31 /* "HLN1" */
+
+/* Read the schema version before changing anything in the file, so a file
+ * that is refused is left as it was. */
+static int check_identity(sqlite3 *db, const char *path, char *err,
+                          size_t errlen)
+{
+    int version = 0, appid = 0, tables = 0;
+    if (pragma_int(db, "PRAGMA user_version", &version) != SQLITE_OK ||
+        pragma_int(db, "PRAGMA application_id", &appid) != SQLITE_OK ||
+        pragma_int(db, "SELECT count(*) FROM sqlite_master", &tables) !=
+            SQLITE_OK)
+        return sqlite_fail(db, path, "cannot read the database", err, errlen);
+    if (appid && appid != HL_APPLICATION_ID)
+        return fail(err, errlen, HL_ESTORE,
+                    "%s: this SQLite file belongs to another application "
+                    "(application_id %d); point storage.path elsewhere",
+                    path, appid);
+    if (!appid && tables && version == 0)
+        return fail(err, errlen, HL_ESTORE,
+                    "%s: this SQLite file already holds tables that are not "
+                    "hookline's; point storage.path elsewhere",
+                    path);
+    if (version > HL_STORE_SCHEMA_VERSION)
+        return fail(err, errlen, HL_ESTORE,
+                    "%s: the database has schema version %d, newer than this "
+                    "hookline knows (%d); run a newer hookline",
+                    path, version, HL_STORE_SCHEMA_VERSION);
+    return 0;
+}
+
 static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
                    size_t errlen)
 {
@@ -486,25 +642,25 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
         return rc;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                 SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK)
-        return fail(err, errlen, HL_ESTORE, "%s: cannot open: %s", path,
-                    s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        if (!s->db)
+            return fail(err, errlen, HL_ENOMEM, "%s: out of memory", path);
+        return sqlite_fail(s->db, path, "cannot open", err, errlen);
+    }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 1000);
-    char sql[160];
+    if ((rc = check_identity(s->db, path, err, errlen)))
+        return rc;
+    char sql[200];
     snprintf(sql, sizeof sql,
              "PRAGMA auto_vacuum = INCREMENTAL;"
              "PRAGMA journal_mode = WAL;"
              "PRAGMA synchronous = %s;"
              "PRAGMA foreign_keys = ON;",
              cfg->durability == HL_DURABILITY_FULL ? "FULL" : "NORMAL");
-    if (exec(s->db, sql, err, errlen, path)) {
-        size_t n = strlen(err);
-        snprintf(err + n, errlen - n,
-                 " (is this a hookline database? move it aside to start "
-                 "afresh)");
-        return HL_ESTORE;
-    }
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return sqlite_fail(s->db, path, "cannot set up the database", err,
+                           errlen);
     int wal = 0;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL) ==
@@ -536,6 +692,18 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
         return fail(err, errlen, HL_ESTORE, "%s: %s", path,
                     sqlite3_errmsg(s->db));
     atomic_store(&s->backlog, (uint64_t)pending);
+    if (sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE |
+                                              SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
+        return fail(err, errlen, HL_ESTORE, "%s: cannot open: %s", path,
+                    s->ckpt_db ? sqlite3_errmsg(s->ckpt_db) : "out of memory");
+    sqlite3_busy_timeout(s->ckpt_db, 1000);
+    snprintf(sql, sizeof sql, "PRAGMA synchronous = %s",
+             cfg->durability == HL_DURABILITY_FULL ? "FULL" : "NORMAL");
+    if (exec(s->ckpt_db, sql, err, errlen, path))
+        return HL_ESTORE;
+    sqlite3_wal_autocheckpoint(s->db, 0);
+    sqlite3_wal_hook(s->db, on_wal, s);
     return prepare(s, path, err, errlen);
 }
 
@@ -550,22 +718,35 @@ int hl_store_open(uv_loop_t *loop, const hl_storage_cfg *cfg, hl_queue **out,
     s->loop = loop;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
     int rc = uv_async_init(loop, &s->async, on_async);
     if (rc) {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
+        pthread_cond_destroy(&s->ckpt_cv);
         free(s);
         return fail(err, errlen, rc, "uv_async_init: %s", uv_strerror(rc));
     }
     s->async.data = s;
     rc = open_db(s, cfg, err, errlen);
-    if (!rc && pthread_create(&s->thread, NULL, writer, s) != 0)
-        rc = fail(err, errlen, HL_EINTERNAL, "cannot start the writer thread");
+    if (!rc) {
+        if (pthread_create(&s->thread, NULL, writer, s) == 0)
+            s->thread_started = 1;
+        else
+            rc = fail(err, errlen, HL_EINTERNAL,
+                      "cannot start the writer thread");
+    }
+    if (!rc) {
+        if (pthread_create(&s->ckpt_thread, NULL, checkpointer, s) == 0)
+            s->ckpt_started = 1;
+        else
+            rc = fail(err, errlen, HL_EINTERNAL,
+                      "cannot start the checkpoint thread");
+    }
     if (rc) {
         store_close(&s->base);
         return rc;
     }
-    s->thread_started = 1;
     *out = &s->base;
     return 0;
 }

@@ -385,8 +385,7 @@ static void test_expansion_errors(void **state)
              "${NAME} for an environment variable, ${file:PATH} for a file's "
              "contents, or $${ for a literal ${",
              "t.yaml:5:4: error: ${file:/nonexistent/hl-test/secret}: cannot "
-             "read the file: No such file or directory (a relative path "
-             "starts from hookline's working directory)",
+             "read the file: No such file or directory",
              "t.yaml:8:8: error: environment variable HL_T_YUNSET is not set "
              "(export it, or put the value in a file and use "
              "${file:PATH})"));

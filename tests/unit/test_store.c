@@ -1,0 +1,1445 @@
+/* test_store.c - the SQLite queue: open and migrations, group commit, idempotency, backlog, damaged, full and read-only files, close. */
+#include <setjmp.h> /* cmocka needs these first */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "err.h"
+#include "id.h"
+#include "log.h"
+#include "queue.h"
+#include "store.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* ---- fixture ------------------------------------------------------------ */
+
+#define MAX_EVENTS 1024
+#define WAIT_MS 20000 /* a commit that takes longer than this has hung */
+
+/* One event a test appends, and what its callback saw. Lives in g until the
+ * teardown, so a callback that runs after a failed assertion is still safe. */
+typedef struct ev_slot ev_slot;
+struct ev_slot {
+    hl_inbound ev;
+    char tenant[32], source[64], corr[64], ctype[64], idem[64], headers[128];
+    unsigned char *body;
+    void (*hook)(ev_slot *s); /* runs inside the callback */
+    int calls;
+    int order; /* how many callbacks ran before this one */
+    hl_append_result res;
+    char reason[256];
+};
+
+static struct {
+    char dir[256];  /* a fresh mkdtemp folder, removed by the teardown */
+    char path[1024]; /* dir/data/hookline.db unless a test says otherwise */
+    uv_loop_t loop;
+    int loop_open;
+    uv_timer_t timer;
+    int timed_out;
+    hl_queue *q;
+    FILE *log; /* the store's log lines */
+    char err[1024];
+    ev_slot slots[MAX_EVENTS];
+    size_t nslots;
+    int calls;
+    int appended_while_closing; /* what append returned inside a callback */
+    int euid_changed;
+} g;
+
+static void on_timeout(uv_timer_t *t)
+{
+    (void)t;
+    g.timed_out = 1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&g, 0, sizeof g);
+    snprintf(g.dir, sizeof g.dir, "/tmp/hl-test-store-XXXXXX");
+    if (!mkdtemp(g.dir))
+        return -1;
+    snprintf(g.path, sizeof g.path, "%s/data/hookline.db", g.dir);
+    if (uv_loop_init(&g.loop) || uv_timer_init(&g.loop, &g.timer))
+        return -1;
+    g.loop_open = 1;
+    g.log = tmpfile();
+    if (!g.log)
+        return -1;
+    hl_log_set_stream(g.log);
+    return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+                  struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    chmod(path, 0700); /* a test may have left it read-only */
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (g.euid_changed && seteuid(0) == 0)
+        g.euid_changed = 0;
+    if (g.q) /* a test failed before its end: still free everything */
+        hl_queue_close(g.q);
+    g.q = NULL;
+    if (g.loop_open) {
+        if (!uv_is_closing((uv_handle_t *)&g.timer))
+            uv_close((uv_handle_t *)&g.timer, NULL);
+        uv_run(&g.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&g.loop);
+        g.loop_open = 0;
+    }
+    for (size_t i = 0; i < g.nslots; i++)
+        free(g.slots[i].body);
+    hl_log_set_stream(NULL);
+    if (g.log)
+        fclose(g.log);
+    chmod(g.dir, 0700);
+    nftw(g.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+static void on_appended(void *ud, const hl_append_result *res)
+{
+    ev_slot *s = ud;
+    s->calls++;
+    s->order = g.calls++;
+    s->res = *res;
+    snprintf(s->reason, sizeof s->reason, "%s",
+             res->reason ? res->reason : "");
+    s->res.reason = NULL; /* borrowed: only valid during the callback */
+    if (s->hook)
+        s->hook(s);
+}
+
+/* ---- helpers: the store ------------------------------------------------- */
+
+static hl_storage_cfg cfg_of(const char *path, int durability,
+                             uint64_t max_size)
+{
+    hl_storage_cfg c = {0};
+    c.path = path;
+    c.durability = durability;
+    c.max_queued = 100000;
+    c.max_size = max_size;
+    return c;
+}
+
+static void open_with(int durability, uint64_t max_size)
+{
+    hl_storage_cfg c = cfg_of(g.path, durability, max_size);
+    g.err[0] = 0;
+    int rc = hl_store_open(&g.loop, &c, &g.q, g.err, sizeof g.err);
+    if (rc)
+        fail_msg("hl_store_open(%s): %s: %s", g.path, hl_err_name(rc), g.err);
+    assert_non_null(g.q);
+}
+
+static void open_store(void)
+{
+    open_with(HL_DURABILITY_FULL, 0);
+}
+
+/* Open a path that must not open: returns the code, g.err has the text. */
+static int open_fails(const char *path)
+{
+    hl_storage_cfg c = cfg_of(path, HL_DURABILITY_FULL, 0);
+    hl_queue *q = (hl_queue *)&g; /* anything but NULL */
+    g.err[0] = 0;
+    int rc = hl_store_open(&g.loop, &c, &q, g.err, sizeof g.err);
+    if (rc == 0) {
+        g.q = q;
+        fail_msg("hl_store_open(%s) worked; it should have failed", path);
+    }
+    assert_true(rc < 0);
+    assert_null(q);
+    assert_true(g.err[0] != 0);
+    /* The half-made store closes its handle: the loop frees it. */
+    uv_run(&g.loop, UV_RUN_DEFAULT);
+    return rc;
+}
+
+/* Close the store and let the loop free it (the timer stays for reuse). */
+static void close_store(void)
+{
+    hl_queue_close(g.q);
+    g.q = NULL;
+    uv_run(&g.loop, UV_RUN_DEFAULT);
+}
+
+/* How every test ends: close, run the loop dry, and the loop closes. */
+static void finish(void)
+{
+    if (g.q)
+        hl_queue_close(g.q);
+    g.q = NULL;
+    uv_close((uv_handle_t *)&g.timer, NULL);
+    uv_run(&g.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&g.loop), 0);
+    g.loop_open = 0;
+}
+
+/* Run the loop until n callbacks in all have run. */
+static void wait_calls(int n)
+{
+    g.timed_out = 0;
+    assert_int_equal(uv_timer_start(&g.timer, on_timeout, WAIT_MS, 0), 0);
+    while (g.calls < n && !g.timed_out)
+        uv_run(&g.loop, UV_RUN_ONCE);
+    uv_timer_stop(&g.timer);
+    if (g.calls < n)
+        fail_msg("%d callbacks after %d ms, want %d", g.calls, WAIT_MS, n);
+}
+
+/* A new event with a fresh id; strings and body are copied into the slot. */
+static ev_slot *ev_new(const char *tenant, const char *source,
+                       const char *idem, const void *body, size_t len)
+{
+    assert_true(g.nslots < MAX_EVENTS);
+    size_t n = g.nslots++;
+    ev_slot *s = &g.slots[n];
+    memset(s, 0, sizeof *s);
+    assert_int_equal(hl_id_new(hl_now_ms(), s->ev.id), 0);
+    snprintf(s->tenant, sizeof s->tenant, "%s", tenant);
+    snprintf(s->source, sizeof s->source, "%s", source);
+    snprintf(s->corr, sizeof s->corr, "corr-%zu", n);
+    snprintf(s->ctype, sizeof s->ctype, "application/json");
+    snprintf(s->headers, sizeof s->headers,
+             "{\"x-test\":\"%zu\",\"user-agent\":\"test_store\"}", n);
+    s->body = malloc(len + 1);
+    assert_non_null(s->body);
+    if (len)
+        memcpy(s->body, body, len);
+    s->ev.tenant = s->tenant;
+    s->ev.source = s->source;
+    s->ev.correlation_id = s->corr;
+    s->ev.content_type = s->ctype;
+    s->ev.headers_json = s->headers;
+    s->ev.body = s->body;
+    s->ev.body_len = len;
+    s->ev.received_ms = INT64_C(1717243200000) + (int64_t)n;
+    if (idem) {
+        snprintf(s->idem, sizeof s->idem, "%s", idem);
+        s->ev.idem_key = s->idem;
+    }
+    return s;
+}
+
+static ev_slot *ev_text(const char *source, const char *idem, const char *text)
+{
+    return ev_new("acme", source, idem, text, strlen(text));
+}
+
+static void append(ev_slot *s)
+{
+    int rc = hl_queue_append(g.q, &s->ev, on_appended, s);
+    if (rc)
+        fail_msg("append %s: %s", s->ev.id, hl_err_name(rc));
+}
+
+/* Append one event and wait for its callback. */
+static void append_wait(ev_slot *s)
+{
+    append(s);
+    wait_calls(g.calls + 1);
+    assert_int_equal(s->calls, 1);
+}
+
+static void assert_stored_ok(const ev_slot *s)
+{
+    if (s->res.status != 0)
+        fail_msg("append %s: %s (%s)", s->ev.id, hl_err_name(s->res.status),
+                 s->reason);
+    assert_false(s->res.duplicate);
+    assert_string_equal(s->res.id, s->ev.id);
+}
+
+static void assert_duplicate_of(const ev_slot *s, const char *first_id)
+{
+    assert_int_equal(s->calls, 1);
+    assert_int_equal(s->res.status, 0);
+    assert_true(s->res.duplicate);
+    assert_string_equal(s->res.id, first_id);
+}
+
+/* ---- helpers: a separate SQLite connection ------------------------------ */
+
+static sqlite3 *db_open(const char *path, int flags)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK)
+        fail_msg("sqlite3_open_v2(%s): %s", path,
+                 db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static sqlite3 *ro_open(const char *path)
+{
+    return db_open(path, SQLITE_OPEN_READONLY);
+}
+
+static void db_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+}
+
+/* Run sql on its own read-write connection to path. */
+static void rw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    db_exec(db, sql);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    return st;
+}
+
+static int64_t q_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = prep(db, sql);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        fail_msg("%s: no row: %s", sql, sqlite3_errmsg(db));
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void q_text(sqlite3 *db, const char *sql, char *out, size_t size)
+{
+    sqlite3_stmt *st = prep(db, sql);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        fail_msg("%s: no row: %s", sql, sqlite3_errmsg(db));
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    snprintf(out, size, "%s", t ? (const char *)t : "(null)");
+    sqlite3_finalize(st);
+}
+
+/* Rows with this id, or with this (source, idem_key). */
+static int64_t count_where(sqlite3 *db, const char *sql, const char *a,
+                           const char *b)
+{
+    sqlite3_stmt *st = prep(db, sql);
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    if (b)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static int64_t rows_with_id(sqlite3 *db, const char *id)
+{
+    return count_where(db, "SELECT count(*) FROM events WHERE id = ?1", id,
+                       NULL);
+}
+
+static int64_t rows_with_key(sqlite3 *db, const char *source, const char *key)
+{
+    return count_where(db,
+                       "SELECT count(*) FROM events WHERE source = ?1 AND "
+                       "idem_key = ?2",
+                       source, key);
+}
+
+static void assert_col_text(sqlite3_stmt *st, int col, const char *want,
+                            const char *id)
+{
+    const unsigned char *got = sqlite3_column_text(st, col);
+    if (!want) {
+        if (sqlite3_column_type(st, col) != SQLITE_NULL)
+            fail_msg("%s: column %s is '%s', want NULL", id,
+                     sqlite3_column_name(st, col), got);
+        return;
+    }
+    if (!got || strcmp((const char *)got, want))
+        fail_msg("%s: column %s is '%s', want '%s'", id,
+                 sqlite3_column_name(st, col), got ? (const char *)got : "NULL",
+                 want);
+}
+
+/* The stored row of ev is there once, every column exactly as appended. */
+static void assert_row(sqlite3 *db, const hl_inbound *ev)
+{
+    sqlite3_stmt *st =
+        prep(db, "SELECT tenant, source, received_at, correlation_id, "
+                 "content_type, headers, body, idem_key, state, state_reason, "
+                 "typeof(body) FROM events WHERE id = ?1");
+    sqlite3_bind_text(st, 1, ev->id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        fail_msg("event %s is not stored", ev->id);
+    assert_col_text(st, 0, ev->tenant, ev->id);
+    assert_col_text(st, 1, ev->source, ev->id);
+    assert_int_equal(sqlite3_column_int64(st, 2), ev->received_ms);
+    assert_col_text(st, 3, ev->correlation_id, ev->id);
+    assert_col_text(st, 4, ev->content_type, ev->id);
+    assert_col_text(st, 5, ev->headers_json, ev->id);
+    assert_col_text(st, 10, "blob", ev->id);
+    const void *body = sqlite3_column_blob(st, 6);
+    if ((size_t)sqlite3_column_bytes(st, 6) != ev->body_len)
+        fail_msg("%s: body is %d bytes, want %zu", ev->id,
+                 sqlite3_column_bytes(st, 6), ev->body_len);
+    if (ev->body_len && memcmp(body, ev->body, ev->body_len))
+        fail_msg("%s: body bytes differ", ev->id);
+    assert_col_text(st, 7, ev->idem_key, ev->id);
+    assert_col_text(st, 8, "received", ev->id);
+    assert_col_text(st, 9, NULL, ev->id);
+    sqlite3_finalize(st);
+    assert_int_equal(rows_with_id(db, ev->id), 1);
+}
+
+static int64_t event_rows(const char *path)
+{
+    sqlite3 *db = ro_open(path);
+    int64_t n = q_int(db, "SELECT count(*) FROM events");
+    sqlite3_close(db);
+    return n;
+}
+
+/* ---- helpers: files ----------------------------------------------------- */
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("%s: %s", path, strerror(errno));
+    unsigned char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 65536;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        if (!got)
+            break;
+        n += got;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+static void spit(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fail_msg("%s: %s", path, strerror(errno));
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Copy src to dst, at most limit bytes. */
+static void copy_file(const char *src, const char *dst, size_t limit)
+{
+    size_t len;
+    unsigned char *data = slurp(src, &len);
+    spit(dst, data, len < limit ? len : limit);
+    free(data);
+}
+
+/* tests/data/<name>, found from this file's own path unless HL_TEST_DATA
+ * names the data folder. */
+static void data_path(char *buf, size_t size, const char *name)
+{
+    const char *dir = getenv("HL_TEST_DATA");
+    if (dir) {
+        snprintf(buf, size, "%s/%s", dir, name);
+        return;
+    }
+    const char *self = __FILE__;
+    const char *slash = strrchr(self, '/');
+    snprintf(buf, size, "%.*s../data/%s", slash ? (int)(slash - self + 1) : 0,
+             self, name);
+}
+
+/* Everything the store logged so far. */
+static void read_log(char *out, size_t size)
+{
+    fflush(g.log);
+    long end = ftell(g.log);
+    rewind(g.log);
+    size_t n = fread(out, 1, size - 1, g.log);
+    out[n] = 0;
+    fseek(g.log, end, SEEK_SET);
+}
+
+static void forget_log(void)
+{
+    fflush(g.log);
+    assert_int_equal(ftruncate(fileno(g.log), 0), 0);
+    rewind(g.log);
+}
+
+static void assert_err_has(const char *want)
+{
+    if (!strstr(g.err, want))
+        fail_msg("error text '%s' does not contain '%s'", g.err, want);
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+static void test_open_creates_folders_wal_schema(void **state)
+{
+    (void)state;
+    struct stat st;
+    char top[600];
+    snprintf(top, sizeof top, "%s/var", g.dir);
+    snprintf(g.path, sizeof g.path, "%s/var/lib/hookline/queue.db", g.dir);
+    assert_int_equal(stat(top, &st), -1);
+
+    open_store();
+    assert_int_equal(stat(g.path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    char lib[600];
+    snprintf(lib, sizeof lib, "%s/var/lib/hookline", g.dir);
+    assert_int_equal(stat(lib, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+
+    sqlite3 *db = ro_open(g.path);
+    char mode[32];
+    q_text(db, "PRAGMA journal_mode", mode, sizeof mode);
+    assert_string_equal(mode, "wal");
+    assert_int_equal(q_int(db, "PRAGMA user_version"), HL_STORE_SCHEMA_VERSION);
+    assert_int_equal(q_int(db, "PRAGMA auto_vacuum"), 2); /* incremental */
+    assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE "
+                               "type = 'table' AND name = 'events'"),
+                     1);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 0);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    assert_int_equal(hl_queue_backlog(g.q), 0);
+    hl_store_stats stats;
+    hl_store_stats_get(g.q, &stats);
+    assert_int_equal(stats.commits, 0);
+    assert_int_equal(stats.events, 0);
+
+    char log[4096];
+    read_log(log, sizeof log);
+    assert_non_null(strstr(log, "schema migrated"));
+    finish();
+}
+
+/* ---- appending ---------------------------------------------------------- */
+
+/* Body i: a few KB of xorshift bytes with NULs and invalid UTF-8 in it. */
+static size_t make_body(unsigned char *buf, size_t i)
+{
+    size_t len = i * 37 % 3000;
+    uint32_t x = 2463534242u + (uint32_t)i;
+    for (size_t k = 0; k < len; k++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        buf[k] = (unsigned char)x;
+    }
+    if (len >= 8) {
+        memcpy(buf, "\0\xff\xfe\xc3\x28\0\x80\0", 8); /* NUL, not UTF-8 */
+        buf[len - 1] = 0;
+    }
+    return len;
+}
+
+static void test_append_500_group_commit(void **state)
+{
+    (void)state;
+    enum { N = 500 };
+    open_store();
+    static unsigned char body[3000];
+    for (size_t i = 0; i < N; i++) {
+        char tenant[16], source[16], key[32];
+        snprintf(tenant, sizeof tenant, "t%zu", i % 3);
+        snprintf(source, sizeof source, "src-%zu", i % 4);
+        snprintf(key, sizeof key, "dlv-%zu", i);
+        size_t len = make_body(body, i);
+        ev_slot *s = ev_new(tenant, source, i % 3 ? NULL : key, body, len);
+        if (i % 7 == 0)
+            s->ev.content_type = NULL;
+    }
+    /* All of them from the loop thread before it gets to run once. */
+    for (size_t i = 0; i < N; i++)
+        append(&g.slots[i]);
+    wait_calls(N);
+
+    for (size_t i = 0; i < N; i++) {
+        const ev_slot *s = &g.slots[i];
+        assert_int_equal(s->calls, 1);
+        assert_stored_ok(s);
+        assert_int_equal(s->order, (int)i); /* callbacks in append order */
+    }
+    hl_store_stats stats;
+    hl_store_stats_get(g.q, &stats);
+    assert_int_equal(stats.events, N);
+    assert_int_equal(stats.failures, 0);
+    assert_true(stats.commits >= 1);
+    if (stats.commits >= N)
+        fail_msg("%llu commits for %d events: nothing was grouped",
+                 (unsigned long long)stats.commits, N);
+    assert_int_equal(hl_queue_backlog(g.q), N);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), N);
+    for (size_t i = 0; i < N; i++)
+        assert_row(db, &g.slots[i].ev);
+    /* Stored in the order appended. */
+    sqlite3_stmt *st = prep(db, "SELECT id FROM events ORDER BY seq");
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_string_equal(sqlite3_column_text(st, 0), g.slots[i].ev.id);
+    }
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+static void test_append_null_content_type_and_empty_body(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *a = ev_text("github", NULL, "");
+    a->ev.content_type = NULL;
+    a->ev.body = NULL; /* no body at all */
+    ev_slot *b = ev_new("acme", "github", NULL, "\0", 1);
+    append(a);
+    append(b);
+    wait_calls(2);
+    assert_stored_ok(a);
+    assert_stored_ok(b);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_row(db, &a->ev); /* a zero-length blob, not NULL */
+    assert_row(db, &b->ev);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+/* ---- idempotency -------------------------------------------------------- */
+
+static void test_idem_same_batch(void **state)
+{
+    (void)state;
+    open_store();
+    /* Hold the write lock so the writer is stuck on a first event while the
+     * two with one key queue up behind it and go into one commit. */
+    sqlite3 *lock = db_open(g.path, SQLITE_OPEN_READWRITE);
+    db_exec(lock, "BEGIN IMMEDIATE");
+    ev_slot *first = ev_text("github", NULL, "{\"warm\":1}");
+    append(first);
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    ev_slot *a = ev_text("github", "72d3162e-cc78", "{\"n\":1}");
+    ev_slot *b = ev_text("github", "72d3162e-cc78", "{\"n\":2}");
+    append(a);
+    append(b);
+    db_exec(lock, "ROLLBACK");
+    assert_int_equal(sqlite3_close(lock), SQLITE_OK);
+    wait_calls(3);
+
+    hl_store_stats stats;
+    hl_store_stats_get(g.q, &stats);
+    /* b shared its commit with a: nothing else was queued with it. */
+    assert_true(stats.last_batch >= 2);
+    assert_int_equal(stats.failures, 0);
+    assert_int_equal(stats.events, 2);
+    assert_stored_ok(first);
+    assert_stored_ok(a);
+    assert_duplicate_of(b, a->ev.id);
+    assert_int_equal(hl_queue_backlog(g.q), 2);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(rows_with_key(db, "github", "72d3162e-cc78"), 1);
+    assert_row(db, &a->ev);
+    assert_int_equal(rows_with_id(db, b->ev.id), 0);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 2);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+static void test_idem_across_batches_and_reopen(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *a = ev_text("stripe", "evt_1NG8Du2eZvKYlo2C", "{\"n\":1}");
+    ev_slot *b = ev_text("stripe", "evt_1NG8Du2eZvKYlo2C", "{\"n\":2}");
+    ev_slot *c = ev_text("stripe", "evt_1NG8Du2eZvKYlo2C", "{\"n\":3}");
+    append_wait(a);
+    append_wait(b);
+    append_wait(c);
+    assert_stored_ok(a);
+    assert_duplicate_of(b, a->ev.id);
+    assert_duplicate_of(c, a->ev.id);
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+    hl_store_stats stats;
+    hl_store_stats_get(g.q, &stats);
+    assert_int_equal(stats.events, 1);
+
+    /* The key is remembered on disk, not in memory. */
+    close_store();
+    open_store();
+    ev_slot *d = ev_text("stripe", "evt_1NG8Du2eZvKYlo2C", "{\"n\":4}");
+    append_wait(d);
+    assert_duplicate_of(d, a->ev.id);
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(rows_with_key(db, "stripe", "evt_1NG8Du2eZvKYlo2C"), 1);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 1);
+    assert_row(db, &a->ev);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+static void test_idem_key_is_per_source(void **state)
+{
+    (void)state;
+    open_store();
+    /* One batch and two batches: the same key under two sources. */
+    ev_slot *a = ev_text("github", "shared-key", "{\"n\":1}");
+    ev_slot *b = ev_text("gitlab", "shared-key", "{\"n\":2}");
+    append(a);
+    append(b);
+    wait_calls(2);
+    ev_slot *c = ev_text("bitbucket", "shared-key", "{\"n\":3}");
+    append_wait(c);
+    assert_stored_ok(a);
+    assert_stored_ok(b);
+    assert_stored_ok(c);
+    assert_int_equal(hl_queue_backlog(g.q), 3);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(rows_with_key(db, "github", "shared-key"), 1);
+    assert_int_equal(rows_with_key(db, "gitlab", "shared-key"), 1);
+    assert_int_equal(rows_with_key(db, "bitbucket", "shared-key"), 1);
+    assert_row(db, &a->ev);
+    assert_row(db, &b->ev);
+    assert_row(db, &c->ev);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+static void test_idem_null_key_never_dedups(void **state)
+{
+    (void)state;
+    open_store();
+    /* Same source, same body, no key: three events, in one batch or not. */
+    ev_slot *a = ev_text("github", NULL, "{\"same\":true}");
+    ev_slot *b = ev_text("github", NULL, "{\"same\":true}");
+    append(a);
+    append(b);
+    wait_calls(2);
+    ev_slot *c = ev_text("github", NULL, "{\"same\":true}");
+    append_wait(c);
+    assert_stored_ok(a);
+    assert_stored_ok(b);
+    assert_stored_ok(c);
+    assert_int_equal(hl_queue_backlog(g.q), 3);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events WHERE source = "
+                               "'github' AND idem_key IS NULL"),
+                     3);
+    assert_row(db, &a->ev);
+    assert_row(db, &b->ev);
+    assert_row(db, &c->ev);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+/* ---- backlog and reopening ---------------------------------------------- */
+
+static void test_backlog_counts_and_survives_reopen(void **state)
+{
+    (void)state;
+    open_store();
+    assert_int_equal(hl_queue_backlog(g.q), 0);
+    for (int i = 0; i < 5; i++) {
+        append_wait(ev_text("github", NULL, "{}"));
+        assert_int_equal(hl_queue_backlog(g.q), (uint64_t)i + 1);
+    }
+    close_store();
+
+    /* By hand: one event could not be parsed, one was normalized. */
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE events SET state = 'unparsed' WHERE id = '%s';"
+             "UPDATE events SET state = 'normalized' WHERE id = '%s';",
+             g.slots[1].ev.id, g.slots[3].ev.id);
+    rw_exec(g.path, sql);
+
+    open_store();
+    assert_int_equal(hl_queue_backlog(g.q), 4);
+    append_wait(ev_text("github", NULL, "{}"));
+    assert_stored_ok(&g.slots[5]);
+    assert_int_equal(hl_queue_backlog(g.q), 5);
+    close_store();
+    open_store();
+    assert_int_equal(hl_queue_backlog(g.q), 5);
+    finish();
+}
+
+static void test_reopen_existing_no_migration(void **state)
+{
+    (void)state;
+    open_store();
+    static unsigned char body[3000];
+    for (size_t i = 0; i < 3; i++)
+        append(ev_new("acme", "github", NULL, body, make_body(body, 100 + i)));
+    wait_calls(3);
+    close_store();
+    char log[8192];
+    read_log(log, sizeof log);
+    assert_non_null(strstr(log, "schema migrated"));
+
+    forget_log();
+    open_store();
+    read_log(log, sizeof log);
+    if (strstr(log, "schema migrated"))
+        fail_msg("reopening migrated again: %s", log);
+    ev_slot *d = ev_text("github", NULL, "{\"after\":\"reopen\"}");
+    append_wait(d);
+    assert_stored_ok(d);
+    assert_int_equal(hl_queue_backlog(g.q), 4);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(q_int(db, "PRAGMA user_version"), HL_STORE_SCHEMA_VERSION);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_row(db, &g.slots[i].ev);
+    /* The new event comes after the old ones. */
+    char last[64];
+    q_text(db, "SELECT id FROM events ORDER BY seq DESC LIMIT 1", last,
+           sizeof last);
+    assert_string_equal(last, d->ev.id);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+static void test_durability_normal_persists(void **state)
+{
+    (void)state;
+    /* synchronous is per connection: another connection cannot read the
+     * writer's NORMAL. What the user sees is that it opens and keeps data. */
+    open_with(HL_DURABILITY_NORMAL, 0);
+    for (int i = 0; i < 10; i++)
+        append(ev_text("github", NULL, "{\"durability\":\"normal\"}"));
+    wait_calls(10);
+    for (int i = 0; i < 10; i++)
+        assert_stored_ok(&g.slots[i]);
+    close_store();
+
+    open_store();
+    assert_int_equal(hl_queue_backlog(g.q), 10);
+    sqlite3 *db = ro_open(g.path);
+    char mode[32];
+    q_text(db, "PRAGMA journal_mode", mode, sizeof mode);
+    assert_string_equal(mode, "wal");
+    for (int i = 0; i < 10; i++)
+        assert_row(db, &g.slots[i].ev);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+/* ---- files it must refuse ----------------------------------------------- */
+
+static void test_newer_schema_refused(void **state)
+{
+    (void)state;
+    snprintf(g.path, sizeof g.path, "%s/future.db", g.dir);
+    rw_exec(g.path, "CREATE TABLE things_to_come (x);"
+                    "PRAGMA user_version = 99;");
+    int rc = open_fails(g.path);
+    assert_int_equal(rc, HL_ESTORE);
+    assert_err_has(g.path);
+    assert_err_has("version 99");
+    char known[32];
+    snprintf(known, sizeof known, "(%d)", HL_STORE_SCHEMA_VERSION);
+    assert_err_has(known);
+    assert_err_has("run a newer hookline");
+
+    /* Nothing was migrated into it. */
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(q_int(db, "PRAGMA user_version"), 99);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE "
+                               "name = 'events'"),
+                     0);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE "
+                               "name = 'things_to_come'"),
+                     1);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+/* Refusing a newer database must leave it as the newer hookline wrote it;
+ * the store switches its journal mode to WAL before it reads the version. */
+static void test_newer_schema_file_left_untouched(void **state)
+{
+    (void)state;
+    snprintf(g.path, sizeof g.path, "%s/future.db", g.dir);
+    rw_exec(g.path, "CREATE TABLE things_to_come (x);"
+                    "PRAGMA user_version = 99;");
+    size_t before_len, after_len;
+    unsigned char *before = slurp(g.path, &before_len);
+    assert_int_equal(open_fails(g.path), HL_ESTORE);
+    unsigned char *after = slurp(g.path, &after_len);
+    /* Bytes 18 and 19 of the header: the journal mode (1 rollback, 2 WAL). */
+    int mode_before = before[18] * 10 + before[19];
+    int mode_after = after[18] * 10 + after[19];
+    int same = after_len == before_len && !memcmp(after, before, before_len);
+    free(before);
+    free(after);
+    assert_int_equal(mode_after, mode_before);
+    assert_true(same);
+    finish();
+}
+
+/* A damaged file is refused, named, left as it was, and the user is told
+ * to move it aside. */
+static void assert_refused_untouched(const char *path)
+{
+    size_t before_len, after_len;
+    unsigned char *before = slurp(path, &before_len);
+    int rc = open_fails(path);
+    assert_int_equal(rc, HL_ESTORE);
+    assert_err_has(path);
+    assert_err_has("move it aside");
+    unsigned char *after = slurp(path, &after_len);
+    int same = after_len == before_len && !memcmp(after, before, before_len);
+    free(before);
+    free(after);
+    if (!same)
+        fail_msg("%s was modified by the refused open", path);
+}
+
+static void test_corrupt_file_refused_untouched(void **state)
+{
+    (void)state;
+    char src[1024];
+    data_path(src, sizeof src, "store/corrupt.db");
+    snprintf(g.path, sizeof g.path, "%s/corrupt.db", g.dir);
+    copy_file(src, g.path, SIZE_MAX);
+    struct stat st;
+    assert_int_equal(stat(g.path, &st), 0);
+    assert_int_equal(st.st_size, 8192);
+    assert_refused_untouched(g.path);
+    finish();
+}
+
+/* A real database cut short, as by a copy that stopped half way. */
+static void test_truncated_db_refused(void **state)
+{
+    (void)state;
+    open_store();
+    static unsigned char body[3000];
+    for (size_t i = 0; i < 40; i++)
+        append(ev_new("acme", "github", NULL, body, make_body(body, 60 + i)));
+    wait_calls(40);
+    close_store();
+    struct stat st;
+    assert_int_equal(stat(g.path, &st), 0);
+    assert_true(st.st_size > 3 * 4096);
+
+    const size_t cuts[] = {(size_t)st.st_size / 2, 4096 + 1000, 3000};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        char cut[600];
+        snprintf(cut, sizeof cut, "%s/cut-%zu.db", g.dir, cuts[i]);
+        copy_file(g.path, cut, cuts[i]);
+        assert_refused_untouched(cut);
+    }
+    finish();
+}
+
+/*
+ * tests/data/store/v1-golden.db: schema version 1 as hookline 0.1 writes it,
+ * made once by `build/test/unit/test_store --make-golden PATH` and checked
+ * in. Never remake it: a newer schema must open it through its migrations.
+ */
+#define GOLDEN_MS INT64_C(1717243200000) /* 2024-06-01T12:00:00Z */
+static const unsigned char golden_bin[] = {0x00, 0xff, 0xfe, 'h', 'l',
+                                           0x00, 0x80, 0xc3, 0x28, 0x00};
+static const hl_inbound golden[3] = {
+    {.id = "01HZ9TQGG0GJ5S2Z8W6QH3M1XA",
+     .tenant = "acme",
+     .source = "github",
+     .content_type = "application/json",
+     .correlation_id = "corr-golden-1",
+     .idem_key = "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+     .headers_json = "{\"x-github-event\":\"push\",\"x-github-delivery\":"
+                     "\"72d3162e-cc78-11e3-81ab-4c9367dc0958\"}",
+     .body = "{\"ref\":\"refs/heads/main\",\"n\":1}",
+     .body_len = 31,
+     .received_ms = GOLDEN_MS},
+    {.id = "01HZ9TQGG1B7R3K9D2F5T8V0WE",
+     .tenant = "acme",
+     .source = "stripe",
+     .content_type = "application/octet-stream",
+     .correlation_id = "corr-golden-2",
+     .idem_key = NULL,
+     .headers_json = "{\"content-type\":\"application/octet-stream\"}",
+     .body = golden_bin,
+     .body_len = sizeof golden_bin,
+     .received_ms = GOLDEN_MS + 1},
+    {.id = "01HZ9TQGG2N4P6Q8S0T2V4X6Z8",
+     .tenant = "beta",
+     .source = "github",
+     .content_type = NULL,
+     .correlation_id = "corr-golden-3",
+     .idem_key = NULL,
+     .headers_json = "{}",
+     .body = "",
+     .body_len = 0,
+     .received_ms = GOLDEN_MS + 2},
+};
+
+static int golden_calls, golden_failed;
+
+static void on_golden(void *ud, const hl_append_result *res)
+{
+    (void)ud;
+    golden_calls++;
+    if (res->status) {
+        fprintf(stderr, "golden: %s: %s\n", hl_err_name(res->status),
+                res->reason);
+        golden_failed = 1;
+    }
+}
+
+/* Write the golden file with this build's store; only for schema 1. */
+static int make_golden(const char *path)
+{
+    if (HL_STORE_SCHEMA_VERSION != 1) {
+        fprintf(stderr, "golden: this build writes schema %d; v1-golden.db "
+                        "is made only once, by schema 1\n",
+                HL_STORE_SCHEMA_VERSION);
+        return 1;
+    }
+    if (access(path, F_OK) == 0) {
+        fprintf(stderr, "golden: %s exists; never remake it\n", path);
+        return 1;
+    }
+    uv_loop_t loop;
+    hl_queue *q;
+    char err[512];
+    hl_storage_cfg c = cfg_of(path, HL_DURABILITY_FULL, 0);
+    if (uv_loop_init(&loop) ||
+        hl_store_open(&loop, &c, &q, err, sizeof err)) {
+        fprintf(stderr, "golden: %s\n", err);
+        return 1;
+    }
+    for (int i = 0; i < 3; i++)
+        if (hl_queue_append(q, &golden[i], on_golden, NULL))
+            return 1;
+    while (golden_calls < 3)
+        uv_run(&loop, UV_RUN_ONCE);
+    hl_queue_close(q);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) || golden_failed)
+        return 1;
+    printf("golden: wrote %s\n", path);
+    return 0;
+}
+
+static void test_golden_v1_opens_and_appends(void **state)
+{
+    (void)state;
+    char src[1024];
+    data_path(src, sizeof src, "store/v1-golden.db");
+    snprintf(g.path, sizeof g.path, "%s/v1.db", g.dir);
+    copy_file(src, g.path, SIZE_MAX);
+
+    forget_log();
+    open_store();
+    if (HL_STORE_SCHEMA_VERSION == 1) {
+        char log[4096];
+        read_log(log, sizeof log);
+        assert_null(strstr(log, "schema migrated"));
+    }
+    assert_int_equal(hl_queue_backlog(g.q), 3);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(q_int(db, "PRAGMA user_version"), HL_STORE_SCHEMA_VERSION);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 3);
+    for (int i = 0; i < 3; i++)
+        assert_row(db, &golden[i]);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    /* A 4th event, and the golden idempotency key still holds. */
+    ev_slot *d = ev_text("github", NULL, "{\"after\":\"golden\"}");
+    ev_slot *dup = ev_text("github", golden[0].idem_key, "{\"again\":1}");
+    append_wait(d);
+    append_wait(dup);
+    assert_stored_ok(d);
+    assert_duplicate_of(dup, golden[0].id);
+    assert_int_equal(hl_queue_backlog(g.q), 4);
+
+    db = ro_open(g.path);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 4);
+    for (int i = 0; i < 3; i++)
+        assert_row(db, &golden[i]);
+    assert_row(db, &d->ev);
+    char ok[64];
+    q_text(db, "PRAGMA integrity_check", ok, sizeof ok);
+    assert_string_equal(ok, "ok");
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+/* ---- a full disk -------------------------------------------------------- */
+
+static void test_disk_full_max_size(void **state)
+{
+    (void)state;
+    enum { BODY = 300 * 1000, MAX = 1024 * 1024 };
+    open_with(HL_DURABILITY_FULL, MAX);
+    unsigned char *body = malloc(BODY);
+    assert_non_null(body);
+    ev_slot *failed = NULL;
+    size_t ok = 0;
+    for (int i = 0; i < 10 && !failed; i++) {
+        for (size_t k = 0; k < BODY; k++)
+            body[k] = (unsigned char)(k * 131 + (size_t)i * 7 + k / 977);
+        ev_slot *s = ev_new("acme", "bulk", NULL, body, BODY);
+        append_wait(s);
+        if (s->res.status == 0)
+            ok++;
+        else
+            failed = s;
+    }
+    free(body);
+    if (!failed)
+        fail_msg("%zu appends of %d bytes fitted in max_size %d", ok, BODY,
+                 MAX);
+    assert_true(ok >= 1);
+    assert_int_equal(failed->res.status, HL_ESTORE);
+    assert_false(failed->res.duplicate);
+    if (!strstr(failed->reason, "full"))
+        fail_msg("reason '%s' does not say the disk is full", failed->reason);
+    hl_store_stats stats;
+    hl_store_stats_get(g.q, &stats);
+    assert_true(stats.failures >= 1);
+    assert_int_equal(stats.events, ok);
+    assert_int_equal(hl_queue_backlog(g.q), ok);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), ok);
+    for (size_t i = 0; i < ok; i++)
+        assert_row(db, &g.slots[i].ev);
+    assert_int_equal(rows_with_id(db, failed->ev.id), 0);
+    char check[64];
+    q_text(db, "PRAGMA integrity_check", check, sizeof check);
+    assert_string_equal(check, "ok");
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    /* A small one afterwards: it may fit or not, but it is answered. */
+    ev_slot *small = ev_text("bulk", NULL, "{\"small\":true}");
+    append_wait(small);
+    if (small->res.status == 0) {
+        ok++;
+        db = ro_open(g.path);
+        assert_row(db, &small->ev);
+        assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    } else {
+        assert_int_equal(small->res.status, HL_ESTORE);
+        assert_true(small->reason[0] != 0);
+    }
+    finish();
+
+    struct stat st;
+    assert_int_equal(stat(g.path, &st), 0);
+    assert_true(st.st_size <= MAX);
+    assert_int_equal(event_rows(g.path), ok);
+}
+
+/* ---- paths it cannot write ---------------------------------------------- */
+
+static void test_open_under_regular_file(void **state)
+{
+    (void)state;
+    char file[600], path[700];
+    snprintf(file, sizeof file, "%s/plain-file", g.dir);
+    spit(file, "not a folder\n", 13);
+
+    snprintf(path, sizeof path, "%s/hookline.db", file);
+    assert_true(open_fails(path) < 0);
+    assert_err_has(path);
+
+    /* A folder to create below the file. */
+    snprintf(path, sizeof path, "%s/sub/hookline.db", file);
+    int rc = open_fails(path);
+    assert_int_equal(rc, -ENOTDIR);
+    char sub[700];
+    snprintf(sub, sizeof sub, "%s/sub", file);
+    assert_err_has(sub);
+    assert_err_has(strerror(ENOTDIR));
+
+    /* /proc takes no new folders, not even from root. */
+    snprintf(path, sizeof path, "/proc/hl-test-%ld/hookline.db",
+             (long)getpid());
+    assert_true(open_fails(path) < 0);
+    snprintf(sub, sizeof sub, "/proc/hl-test-%ld", (long)getpid());
+    assert_err_has(sub);
+    finish();
+}
+
+/* Root writes through permission bits: act as nobody for the open. */
+static void become_nobody(void)
+{
+    if (geteuid() != 0)
+        return;
+    assert_int_equal(seteuid(65534), 0);
+    g.euid_changed = 1;
+}
+
+static void become_self(void)
+{
+    if (!g.euid_changed)
+        return;
+    assert_int_equal(seteuid(0), 0);
+    g.euid_changed = 0;
+}
+
+static void test_open_read_only_folder(void **state)
+{
+    (void)state;
+    char ro[600];
+    snprintf(ro, sizeof ro, "%s/ro", g.dir);
+    assert_int_equal(mkdir(ro, 0555), 0);
+    assert_int_equal(chmod(ro, 0555), 0);
+    assert_int_equal(chmod(g.dir, 0755), 0);
+    snprintf(g.path, sizeof g.path, "%s/hookline.db", ro);
+    become_nobody();
+    int rc = open_fails(g.path);
+    become_self();
+    assert_true(rc < 0);
+    assert_err_has(g.path);
+    finish();
+}
+
+static void test_open_read_only_file(void **state)
+{
+    (void)state;
+    open_store();
+    append_wait(ev_text("github", NULL, "{}"));
+    assert_stored_ok(&g.slots[0]);
+    close_store();
+    char folder[600];
+    snprintf(folder, sizeof folder, "%s/data", g.dir);
+    assert_int_equal(chmod(g.dir, 0777), 0);
+    assert_int_equal(chmod(folder, 0777), 0);
+    assert_int_equal(chmod(g.path, 0444), 0);
+
+    become_nobody();
+    hl_storage_cfg c = cfg_of(g.path, HL_DURABILITY_FULL, 0);
+    int rc = hl_store_open(&g.loop, &c, &g.q, g.err, sizeof g.err);
+    if (rc == 0) {
+        /* It opened: then the first append is where it shows. */
+        ev_slot *s = ev_text("github", NULL, "{}");
+        append_wait(s);
+        become_self();
+        fail_msg("a read-only database opened; the first append then got "
+                 "%s: %s",
+                 hl_err_name(s->res.status), s->reason);
+    }
+    become_self();
+    uv_run(&g.loop, UV_RUN_DEFAULT);
+    assert_true(rc < 0);
+    assert_null(g.q);
+    assert_err_has(g.path);
+    if (!strstr(g.err, "readonly") && !strstr(g.err, "read-only"))
+        fail_msg("error text '%s' does not say the file is read-only", g.err);
+    finish();
+}
+
+/* A healthy database the process may not write is not "damaged": moving it
+ * aside to start afresh, as the message says, would lose its events. */
+static void test_open_read_only_file_not_called_damaged(void **state)
+{
+    (void)state;
+    open_store();
+    append_wait(ev_text("github", NULL, "{}"));
+    assert_stored_ok(&g.slots[0]);
+    close_store();
+    char folder[600];
+    snprintf(folder, sizeof folder, "%s/data", g.dir);
+    assert_int_equal(chmod(g.dir, 0777), 0);
+    assert_int_equal(chmod(folder, 0777), 0);
+    assert_int_equal(chmod(g.path, 0444), 0);
+    become_nobody();
+    int rc = open_fails(g.path);
+    become_self();
+    assert_int_equal(rc, HL_ESTORE);
+    if (strstr(g.err, "move it aside"))
+        fail_msg("a read-only database is called damaged: '%s'", g.err);
+    finish();
+}
+
+/* "unable to open database file" alone does not tell a permission problem
+ * from a file in the way: the message carries the system's reason. */
+static void test_open_error_names_the_cause(void **state)
+{
+    (void)state;
+    char file[600], path[700];
+    snprintf(file, sizeof file, "%s/plain-file", g.dir);
+    spit(file, "not a folder\n", 13);
+    snprintf(path, sizeof path, "%s/hookline.db", file);
+    open_fails(path);
+    assert_err_has(strerror(ENOTDIR));
+
+    char ro[600];
+    snprintf(ro, sizeof ro, "%s/ro", g.dir);
+    assert_int_equal(mkdir(ro, 0555), 0);
+    assert_int_equal(chmod(ro, 0555), 0);
+    assert_int_equal(chmod(g.dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/hookline.db", ro);
+    become_nobody();
+    open_fails(path);
+    become_self();
+    assert_err_has(strerror(EACCES));
+    finish();
+}
+
+/* ---- another process holds the lock ------------------------------------ */
+
+static void test_locked_database_answers_busy(void **state)
+{
+    (void)state;
+    open_store();
+    /* Another writer (a backup, an admin's sqlite3 shell) holds the lock
+     * past the store's busy timeout. */
+    sqlite3 *other = db_open(g.path, SQLITE_OPEN_READWRITE);
+    db_exec(other, "BEGIN IMMEDIATE");
+    ev_slot *a = ev_text("github", "busy-key", "{\"n\":1}");
+    append_wait(a);
+    assert_int_equal(a->res.status, HL_EBUSY);
+    assert_false(a->res.duplicate);
+    if (!strstr(a->reason, "locked"))
+        fail_msg("reason '%s' does not say the database is locked",
+                 a->reason);
+    assert_int_equal(hl_queue_backlog(g.q), 0);
+    db_exec(other, "ROLLBACK");
+    assert_int_equal(sqlite3_close(other), SQLITE_OK);
+
+    /* Once it lets go, the same event goes in, and is not a duplicate. */
+    ev_slot *b = ev_text("github", "busy-key", "{\"n\":1}");
+    append_wait(b);
+    assert_stored_ok(b);
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(rows_with_id(db, a->ev.id), 0);
+    assert_row(db, &b->ev);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    hl_store_stats stats;
+    hl_store_stats_get(g.q, &stats);
+    assert_int_equal(stats.failures, 1);
+    finish();
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void append_during_close(ev_slot *s)
+{
+    (void)s;
+    ev_slot *late = ev_text("github", NULL, "{\"late\":true}");
+    g.appended_while_closing = hl_queue_append(g.q, &late->ev, on_appended,
+                                               late);
+}
+
+static void test_close_drains_and_refuses_new_appends(void **state)
+{
+    (void)state;
+    enum { N = 50 };
+    open_store();
+    for (int i = 0; i < N; i++)
+        ev_text("github", NULL, "{\"queued\":\"at close\"}");
+    g.slots[0].hook = append_during_close;
+    for (int i = 0; i < N; i++)
+        append(&g.slots[i]);
+    /* Not one has had its callback: the loop has not run. */
+    assert_int_equal(g.calls, 0);
+
+    hl_queue_close(g.q);
+    g.q = NULL;
+    /* close finished every queued append, and ran their callbacks. */
+    assert_int_equal(g.calls, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(g.slots[i].calls, 1);
+        assert_stored_ok(&g.slots[i]);
+    }
+    /* The append made from a callback while closing was refused, and its
+     * callback never runs. */
+    assert_int_equal(g.appended_while_closing, HL_ESHUTDOWN);
+    assert_int_equal(g.nslots, N + 1);
+    uv_run(&g.loop, UV_RUN_DEFAULT);
+    assert_int_equal(g.slots[N].calls, 0);
+    assert_int_equal(g.calls, N);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), N);
+    for (int i = 0; i < N; i++)
+        assert_row(db, &g.slots[i].ev);
+    assert_int_equal(rows_with_id(db, g.slots[N].ev.id), 0);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--make-golden"))
+        return make_golden(argv[2]);
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_open_creates_folders_wal_schema),
+        T(test_append_500_group_commit),
+        T(test_append_null_content_type_and_empty_body),
+        T(test_idem_same_batch),
+        T(test_idem_across_batches_and_reopen),
+        T(test_idem_key_is_per_source),
+        T(test_idem_null_key_never_dedups),
+        T(test_backlog_counts_and_survives_reopen),
+        T(test_reopen_existing_no_migration),
+        T(test_durability_normal_persists),
+        T(test_newer_schema_refused),
+        T(test_corrupt_file_refused_untouched),
+        T(test_truncated_db_refused),
+        T(test_golden_v1_opens_and_appends),
+        T(test_disk_full_max_size),
+        T(test_open_under_regular_file),
+        T(test_open_read_only_folder),
+        T(test_open_read_only_file),
+        T(test_locked_database_answers_busy),
+        T(test_close_drains_and_refuses_new_appends),
+        T(test_newer_schema_file_left_untouched),
+        T(test_open_read_only_file_not_called_damaged),
+        T(test_open_error_names_the_cause),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
