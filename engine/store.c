@@ -19,7 +19,6 @@
 
 #define MAX_BATCH 1024
 /* Under load, wait this long for more requests to share one commit. */
-#define BATCH_WINDOW_US 300
 
 typedef struct job {
     hl_inbound ev;
@@ -43,7 +42,6 @@ typedef struct {
     int stopping;
     _Atomic uint64_t backlog;
     sqlite3_stmt *st_begin, *st_commit, *st_rollback, *st_insert, *st_find;
-    size_t last_batch;
     /* WAL checkpoints run on their own connection and thread, so a
      * checkpoint never stalls the commits of intake. */
     sqlite3 *ckpt_db;
@@ -52,6 +50,7 @@ typedef struct {
     int ckpt_wanted;
     pthread_cond_t ckpt_cv;
     _Atomic uint64_t commits, events, failures, last_batch_n, last_commit_us;
+    _Atomic uint64_t commit_us_total;
 } store;
 
 /* ---- schema -------------------------------------------------------------- */
@@ -388,7 +387,9 @@ static void commit_batch(store *s, job *batch, size_t n)
     atomic_fetch_add(&s->events, fresh);
     atomic_fetch_add(&s->commits, 1);
     atomic_store(&s->last_batch_n, n);
-    atomic_store(&s->last_commit_us, now_us() - t0);
+    uint64_t took = now_us() - t0;
+    atomic_store(&s->last_commit_us, took);
+    atomic_fetch_add(&s->commit_us_total, took);
 }
 
 /* Take up to MAX_BATCH queued jobs; returns their count. Holds s->mu. */
@@ -423,19 +424,11 @@ static void *writer(void *arg)
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        if (s->last_batch > 1 && !s->stopping) {
-            /* Busy: let a few more requests join this commit. */
-            pthread_mutex_unlock(&s->mu);
-            struct timespec ts = {0, BATCH_WINDOW_US * 1000};
-            nanosleep(&ts, NULL);
-            pthread_mutex_lock(&s->mu);
-        }
         job *batch;
         size_t n = take(s, &batch);
         pthread_mutex_unlock(&s->mu);
 
         commit_batch(s, batch, n);
-        s->last_batch = n;
 
         pthread_mutex_lock(&s->mu);
         job *tail = batch;
@@ -455,13 +448,24 @@ static void *writer(void *arg)
 /* ---- checkpoints -------------------------------------------------------- */
 
 #define CHECKPOINT_PAGES 1000
+#define RESTART_FRAMES 4096 /* 16 MiB of 4 KiB pages */
 
 /* Called by SQLite on the writer thread after each commit. */
 static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
 {
     store *s = arg;
-    (void)db;
     (void)name;
+    /* The checkpoint thread copies pages without holding up commits, but
+     * under constant writes it never reaches the end of the WAL, and the
+     * WAL only starts over once a checkpoint has. When the WAL is long, the
+     * writer finishes the few frames left itself, and its next commit
+     * writes the WAL from the start again. */
+    if (pages >= RESTART_FRAMES) {
+        int log, done;
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+                                  &done);
+        return SQLITE_OK;
+    }
     if (pages >= CHECKPOINT_PAGES) {
         pthread_mutex_lock(&s->mu);
         if (!s->ckpt_wanted) {
@@ -571,6 +575,18 @@ static void store_close(hl_queue *q)
     pthread_mutex_unlock(&s->mu);
     if (s->thread_started)
         pthread_join(s->thread, NULL);
+    uint64_t commits = atomic_load(&s->commits);
+    if (commits) {
+        char n[32], avg[32], us[32];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)commits);
+        snprintf(avg, sizeof avg, "%.1f",
+                 (double)atomic_load(&s->events) / (double)commits);
+        snprintf(us, sizeof us, "%llu",
+                 (unsigned long long)(atomic_load(&s->commit_us_total) /
+                                      commits));
+        HL_INFO("store", "closed", "commits", n, "events_per_commit", avg,
+                "commit_us_avg", us);
+    }
     if (s->ckpt_started)
         pthread_join(s->ckpt_thread, NULL);
     deliver_results(s);

@@ -1,5 +1,5 @@
 -- wrk script: POST a 1.5 KB JSON webhook and print one machine-readable line.
-local pad = string.rep("x", 1200)
+local pad = string.rep("x", 1322)
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer bench-token"

@@ -319,6 +319,25 @@ def test_chunked_body_is_reassembled(engine, tmp_path):
     assert stored_events(tmp_path) == {event_id: b'{"a":123,"b":"xyz"}'}
 
 
+def test_chunked_trailers_are_read_but_not_kept(engine, tmp_path):
+    """Trailer fields after the last chunk end the request like any other;
+    they are not request headers, so they are not stored with the event."""
+    e = engine(config())
+    c = Client(e.port)
+    c.send(CHUNKED_HEAD + b'7\r\n{"t":1}\r\n0\r\nX-Trailer: yes\r\n'
+           b"Another: one\r\n\r\n" + request_bytes("GET", "/healthz"))
+    event_id = assert_queued(c.response())
+    assert c.response().status == 200
+    c.close()
+    assert e.stop() == 0
+    db = sqlite3.connect(tmp_path / "hookline.db")
+    headers = json.loads(db.execute("SELECT headers FROM events WHERE id = ?",
+                                    (event_id,)).fetchone()[0])
+    db.close()
+    assert "x-trailer" not in headers and "another" not in headers
+    assert stored_events(tmp_path) == {event_id: b'{"t":1}'}
+
+
 def test_chunked_body_over_max_body_is_413_and_closes(engine, tmp_path):
     e = engine(config(server="max_body: 2KiB"))
     c = Client(e.port)
