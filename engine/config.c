@@ -510,12 +510,33 @@ static int parse_list(ld_t *ld, const hl_ynode *n, const key *k,
     return rc;
 }
 
+/* Durations and sizes: a grammar, then the key's range in the same units. */
+static int parse_unit(ld_t *ld, const hl_ynode *n, const key *k, uint64_t *out,
+                      int (*parse)(const char *, uint64_t *),
+                      const char *(*fmt)(double, char *, size_t),
+                      const char *what, const char *example)
+{
+    if (want_scalar(ld, n, what))
+        return HL_ECONFIG;
+    uint64_t u;
+    if (parse(n->u.scalar.str, &u)) {
+        ld_err(ld, n, "expected %s %s, got '%s'", what, example,
+               n->u.scalar.str);
+        return HL_ECONFIG;
+    }
+    if ((double)u < k->min || (double)u > k->max) {
+        char lo_hi[96];
+        ld_err(ld, n, "%s '%s' is out of range; use %s", what + 2,
+               n->u.scalar.str, range_text(k, fmt, lo_hi));
+        return HL_ECONFIG;
+    }
+    *out = u;
+    return 0;
+}
+
 static int parse_value(ld_t *ld, const hl_ynode *n, const key *k, void *base)
 {
     void *field = (char *)base + k->off;
-    uint64_t u;
-    int rc;
-    char lo_hi[96];
     if (n->type == HL_YSCALAR && n->u.scalar.failed)
         return HL_ECONFIG; /* the expansion error says it all */
     switch (k->kind) {
@@ -539,33 +560,12 @@ static int parse_value(ld_t *ld, const hl_ynode *n, const key *k, void *base)
     case K_NUM:
         return parse_num(ld, n, k, (double *)field);
     case K_DUR:
-        if (want_scalar(ld, n, "a duration"))
-            return HL_ECONFIG;
-        rc = hl_parse_duration(n->u.scalar.str, &u);
-        if (rc || (double)u < k->min || (double)u > k->max) {
-            ld_err(ld, n,
-                   rc ? "expected a duration such as 500ms, 5s, 2m, 1h or "
-                        "7d, got '%s'%s"
-                      : "duration '%s' is out of range; use %s",
-                   n->u.scalar.str, rc ? "" : range_text(k, fmt_duration, lo_hi));
-            return HL_ECONFIG;
-        }
-        *(uint64_t *)field = u;
-        return 0;
+        return parse_unit(ld, n, k, (uint64_t *)field, hl_parse_duration,
+                          fmt_duration, "a duration",
+                          "such as 500ms, 5s, 2m, 1h or 7d");
     case K_SIZE:
-        if (want_scalar(ld, n, "a size"))
-            return HL_ECONFIG;
-        rc = hl_parse_size(n->u.scalar.str, &u);
-        if (rc || (double)u < k->min || (double)u > k->max) {
-            ld_err(ld, n,
-                   rc ? "expected a size such as 512KiB, 1MiB or 1048576, "
-                        "got '%s'%s"
-                      : "size '%s' is out of range; use %s",
-                   n->u.scalar.str, rc ? "" : range_text(k, fmt_size, lo_hi));
-            return HL_ECONFIG;
-        }
-        *(uint64_t *)field = u;
-        return 0;
+        return parse_unit(ld, n, k, (uint64_t *)field, hl_parse_size,
+                          fmt_size, "a size", "such as 512KiB, 1MiB or 1048576");
     case K_ENUM:
         return parse_enum(ld, n, k, (int *)field);
     case K_LIST:
@@ -1243,39 +1243,24 @@ static int load_named(ld_t *ld, const hl_ynode *n, const key *keys,
     return rc;
 }
 
-static int parse_tenants(ld_t *ld, const hl_ynode *n, void *field)
-{
-    (void)field;
-    return load_named(ld, n, tenant_keys, sizeof(hl_tenant_cfg),
-                      offsetof(hl_tenant_cfg, name), SIZE_MAX,
-                      (void **)&ld->cfg->tenants, &ld->cfg->n_tenants);
-}
+/* One parser per named section: the name and, where kept, the node. */
+#define NAMED_PARSER(fn, type, keys, node_off, arr, count)                     \
+    static int fn(ld_t *ld, const hl_ynode *n, void *field)                    \
+    {                                                                          \
+        (void)field;                                                           \
+        return load_named(ld, n, keys, sizeof(type), offsetof(type, name),     \
+                          node_off, (void **)&ld->cfg->arr,                    \
+                          &ld->cfg->count);                                    \
+    }
 
-static int parse_sources(ld_t *ld, const hl_ynode *n, void *field)
-{
-    (void)field;
-    return load_named(ld, n, source_keys, sizeof(hl_source_cfg),
-                      offsetof(hl_source_cfg, name),
-                      offsetof(hl_source_cfg, node),
-                      (void **)&ld->cfg->sources, &ld->cfg->n_sources);
-}
-
-static int parse_connectors(ld_t *ld, const hl_ynode *n, void *field)
-{
-    (void)field;
-    return load_named(ld, n, connector_keys, sizeof(hl_connector_cfg),
-                      offsetof(hl_connector_cfg, name),
-                      offsetof(hl_connector_cfg, node),
-                      (void **)&ld->cfg->connectors, &ld->cfg->n_connectors);
-}
-
-static int parse_policies(ld_t *ld, const hl_ynode *n, void *field)
-{
-    (void)field;
-    return load_named(ld, n, policy_keys, sizeof(hl_policy_cfg),
-                      offsetof(hl_policy_cfg, name), SIZE_MAX,
-                      (void **)&ld->cfg->policies, &ld->cfg->n_policies);
-}
+NAMED_PARSER(parse_tenants, hl_tenant_cfg, tenant_keys, SIZE_MAX, tenants,
+             n_tenants)
+NAMED_PARSER(parse_sources, hl_source_cfg, source_keys,
+             offsetof(hl_source_cfg, node), sources, n_sources)
+NAMED_PARSER(parse_connectors, hl_connector_cfg, connector_keys,
+             offsetof(hl_connector_cfg, node), connectors, n_connectors)
+NAMED_PARSER(parse_policies, hl_policy_cfg, policy_keys, SIZE_MAX, policies,
+             n_policies)
 
 static int parse_routes(ld_t *ld, const hl_ynode *n, void *field)
 {

@@ -1,6 +1,7 @@
 /* http.c - the HTTP/1.1 server on libuv: connections, parsing, limits, ordered replies. */
 #include "http.h"
 
+#include "buf.h"
 #include "err.h"
 #include "jsontext.h"
 #include "log.h"
@@ -23,13 +24,11 @@ typedef struct pending {
     hl_http_req req;
     conn *c; /* NULL once the connection is gone (orphan) */
     struct pending *next;
-    char *url;
-    size_t url_len;
-    size_t body_cap;
+    hl_buf url;
+    hl_buf body;
     /* Header names and values, NUL-separated, in one buffer; the offsets
      * become pointers once the headers are complete. */
-    char *hbuf;
-    size_t hlen, hcap;
+    hl_buf hdr;
     size_t *hoff; /* name and value offsets: 2 per header */
     size_t hoff_cap;
     int headers_done; /* later header callbacks are chunked trailers */
@@ -122,25 +121,12 @@ const char *hl_http_status_text(int status)
 static void pending_free(pending *p)
 {
     free(p->req.headers);
-    free(p->hbuf);
+    hl_buf_free(&p->hdr);
     free(p->hoff);
-    free(p->req.body);
-    free(p->req.path);
-    free(p->url);
+    hl_buf_free(&p->body);
+    hl_buf_free(&p->url);
     free(p->out);
     free(p);
-}
-
-static int append(char **buf, size_t *len, const char *at, size_t n)
-{
-    char *p = realloc(*buf, *len + n + 1);
-    if (!p)
-        return -1;
-    memcpy(p + *len, at, n);
-    *len += n;
-    p[*len] = 0;
-    *buf = p;
-    return 0;
 }
 
 static int on_message_begin(http_parser *hp)
@@ -172,25 +158,13 @@ static int count_header_bytes(conn *c, size_t n)
 static int on_url(http_parser *hp, const char *at, size_t n)
 {
     conn *c = hp->data;
-    if (count_header_bytes(c, n) || append(&c->cur->url, &c->cur->url_len, at, n))
-        return c->err_status ? -1 : (c->err_status = 503, -1);
-    return 0;
-}
-
-static int hput(pending *p, const char *at, size_t n)
-{
-    if (p->hlen + n + 1 > p->hcap) {
-        size_t cap = p->hcap ? p->hcap * 2 : 512;
-        while (cap < p->hlen + n + 1)
-            cap *= 2;
-        char *b = realloc(p->hbuf, cap);
-        if (!b)
-            return -1;
-        p->hbuf = b;
-        p->hcap = cap;
+    if (count_header_bytes(c, n))
+        return -1;
+    hl_buf_put(&c->cur->url, at, n);
+    if (c->cur->url.oom) {
+        c->err_status = 503;
+        return -1;
     }
-    memcpy(p->hbuf + p->hlen, at, n);
-    p->hlen += n;
     return 0;
 }
 
@@ -212,10 +186,10 @@ static int hstart(pending *p, int which)
     } else {
         i = 2 * p->req.n_headers - 1;
     }
-    if (p->hlen && hput(p, "", 1)) /* ends the previous piece */
-        return -1;
-    p->hoff[i] = p->hlen;
-    return 0;
+    if (p->hdr.len)
+        hl_buf_put(&p->hdr, "", 1); /* ends the previous piece */
+    p->hoff[i] = p->hdr.len;
+    return p->hdr.oom ? -1 : 0;
 }
 
 /* RFC 9110 token characters; the packaged parser is lenient about them,
@@ -230,48 +204,43 @@ static int is_token(const char *at, size_t n)
     return 1;
 }
 
-static int on_header_field(http_parser *hp, const char *at, size_t n)
+/* A piece of a header name (value = 0) or value (value = 1); the parser
+ * may split either across calls. */
+static int header_piece(http_parser *hp, const char *at, size_t n, int value)
 {
     conn *c = hp->data;
     pending *p = c->cur;
     if (count_header_bytes(c, n))
         return -1;
-    if (!is_token(at, n)) {
+    if (!value && !is_token(at, n)) {
         c->err_status = 400;
         return -1;
     }
     if (p->headers_done)
         return 0; /* trailers after a chunked body are not kept */
-    if ((c->last_was_value || !p->req.n_headers) && hstart(p, 0)) {
+    int starts = value ? !c->last_was_value
+                       : c->last_was_value || !p->req.n_headers;
+    if (starts && hstart(p, value)) {
         c->err_status = 503;
         return -1;
     }
-    c->last_was_value = 0;
-    if (hput(p, at, n)) {
+    c->last_was_value = value;
+    hl_buf_put(&p->hdr, at, n);
+    if (p->hdr.oom) {
         c->err_status = 503;
         return -1;
     }
     return 0;
 }
 
+static int on_header_field(http_parser *hp, const char *at, size_t n)
+{
+    return header_piece(hp, at, n, 0);
+}
+
 static int on_header_value(http_parser *hp, const char *at, size_t n)
 {
-    conn *c = hp->data;
-    pending *p = c->cur;
-    if (count_header_bytes(c, n))
-        return -1;
-    if (p->headers_done)
-        return 0;
-    if (!c->last_was_value && hstart(p, 1)) {
-        c->err_status = 503;
-        return -1;
-    }
-    c->last_was_value = 1;
-    if (hput(p, at, n)) {
-        c->err_status = 503;
-        return -1;
-    }
-    return 0;
+    return header_piece(hp, at, n, 1);
 }
 
 /* Turn the offsets into the name/value pointers of the request. */
@@ -280,7 +249,8 @@ static int headers_finish(conn *c, pending *p)
     size_t n = p->req.n_headers;
     if (n && !c->last_was_value && hstart(p, 1)) /* a name with no value */
         return -1;
-    if (hput(p, "", 1))
+    hl_buf_put(&p->hdr, "", 1);
+    if (p->hdr.oom)
         return -1;
     if (!n)
         return 0;
@@ -288,8 +258,8 @@ static int headers_finish(conn *c, pending *p)
     if (!p->req.headers)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        p->req.headers[i].name = p->hbuf + p->hoff[2 * i];
-        p->req.headers[i].value = p->hbuf + p->hoff[2 * i + 1];
+        p->req.headers[i].name = p->hdr.p + p->hoff[2 * i];
+        p->req.headers[i].value = p->hdr.p + p->hoff[2 * i + 1];
     }
     return 0;
 }
@@ -320,44 +290,47 @@ static int on_headers_complete(http_parser *hp)
 static int on_body(http_parser *hp, const char *at, size_t n)
 {
     conn *c = hp->data;
-    hl_http_req *r = &c->cur->req;
-    if (r->body_len + n > c->lim.max_body) {
+    pending *p = c->cur;
+    if (p->body.len + n > c->lim.max_body) {
         c->err_status = 413;
         return -1;
     }
-    if (r->body_len + n + 1 > c->cur->body_cap) {
-        size_t cap = (r->body_len + n + 1) * 2;
-        if (cap > c->lim.max_body + 1)
-            cap = c->lim.max_body + 1;
-        char *b = realloc(r->body, cap);
-        if (!b) {
-            c->err_status = 503;
-            return -1;
-        }
-        r->body = b;
-        c->cur->body_cap = cap;
+    hl_buf_put(&p->body, at, n);
+    if (p->body.oom) {
+        c->err_status = 503;
+        return -1;
     }
-    memcpy(r->body + r->body_len, at, n);
-    r->body_len += n;
-    r->body[r->body_len] = 0;
     return 0;
 }
 
+/* Path and query, split in place in the URL's buffer. */
 static int split_url(pending *p)
 {
-    const char *url = p->url ? p->url : "/";
-    const char *q = strchr(url, '?');
-    size_t plen = q ? (size_t)(q - url) : strlen(url);
-    p->req.path = malloc(plen + 1 + (q ? strlen(q) : 0) + 1);
-    if (!p->req.path)
+    if (!p->url.len)
+        hl_buf_puts(&p->url, "/");
+    hl_buf_put(&p->body, "", 0); /* an empty body is "" too */
+    if (p->url.oom || p->body.oom)
         return -1;
-    memcpy(p->req.path, url, plen);
-    p->req.path[plen] = 0;
+    p->req.path = p->url.p;
+    char *q = strchr(p->url.p, '?');
     if (q) {
-        p->req.query = p->req.path + plen + 1;
-        strcpy(p->req.query, q + 1);
+        *q = 0;
+        p->req.query = q + 1;
     }
+    p->req.body = p->body.p;
+    p->req.body_len = p->body.len;
     return 0;
+}
+
+/* Requests are answered in the order they are queued here. */
+static void conn_enqueue(conn *c, pending *p)
+{
+    if (c->tail)
+        c->tail->next = p;
+    else
+        c->head = p;
+    c->tail = p;
+    c->npending++;
 }
 
 static int on_message_complete(http_parser *hp)
@@ -366,11 +339,6 @@ static int on_message_complete(http_parser *hp)
     pending *p = c->cur;
     c->cur = NULL;
     p->req.method = http_method_str((enum http_method)hp->method);
-    if (!p->req.body && !(p->req.body = calloc(1, 1))) {
-        pending_free(p);
-        c->err_status = 503;
-        return -1;
-    }
     if (split_url(p)) {
         pending_free(p);
         c->err_status = 503;
@@ -381,12 +349,7 @@ static int on_message_complete(http_parser *hp)
     p->close_after = !http_should_keep_alive(hp) || hp->upgrade;
     if (p->close_after)
         http_parser_pause(hp, 1);
-    if (c->tail)
-        c->tail->next = p;
-    else
-        c->head = p;
-    c->tail = p;
-    c->npending++;
+    conn_enqueue(c, p);
     c->srv->handler(&p->req, c->srv->ud);
     if (c->npending >= MAX_PIPELINED && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -571,12 +534,7 @@ static void conn_fail(conn *c, int status, const char *code, const char *msg)
     p->c = c;
     p->req.method = "GET";
     p->close_after = 1;
-    if (c->tail)
-        c->tail->next = p;
-    else
-        c->head = p;
-    c->tail = p;
-    c->npending++;
+    conn_enqueue(c, p);
     hl_http_respond_error(&p->req, status, code, msg, NULL);
 }
 

@@ -1,6 +1,7 @@
 /* intake.c - POST /v1/hooks/{source}: validate, persist, answer. */
 #include "intake.h"
 
+#include "buf.h"
 #include "err.h"
 #include "id.h"
 #include "jsontext.h"
@@ -137,49 +138,6 @@ static int secret_or_transport(const char *name)
     return 0;
 }
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_json(sbuf *b, const char *s)
-{
-    char small[512];
-    size_t need = hl_json_escape(small, sizeof small, s);
-    if (need < sizeof small) {
-        sb_put(b, small, need);
-        return;
-    }
-    char *big = malloc(need + 1);
-    if (!big) {
-        b->oom = 1;
-        return;
-    }
-    hl_json_escape(big, need + 1, s);
-    sb_put(b, big, need);
-    free(big);
-}
-
 static int kept(const hl_http_header *h, const char *also_drop, char *name,
                 size_t cap)
 {
@@ -193,8 +151,9 @@ static int kept(const hl_http_header *h, const char *also_drop, char *name,
 
 char *hl_intake_kept_headers(const hl_http_req *req, const char *also_drop)
 {
-    sbuf b = {0};
-    sb_put(&b, "{", 1);
+    hl_buf b;
+    hl_buf_init(&b, NULL, 0);
+    hl_buf_puts(&b, "{");
     int first = 1;
     for (size_t i = 0; i < req->n_headers; i++) {
         char name[128], other[128];
@@ -208,10 +167,10 @@ char *hl_intake_kept_headers(const hl_http_req *req, const char *also_drop)
             j++;
         if (j < i)
             continue;
-        sb_put(&b, first ? "\"" : ",\"", first ? 1 : 2);
+        hl_buf_puts(&b, first ? "\"" : ",\"");
         first = 0;
-        sb_json(&b, name);
-        sb_put(&b, "\":\"", 3);
+        hl_buf_json(&b, name);
+        hl_buf_puts(&b, "\":\"");
         /* Repeated headers join as one, the way HTTP defines it. */
         const char *sep = "";
         for (j = i; j < req->n_headers; j++) {
@@ -219,18 +178,14 @@ char *hl_intake_kept_headers(const hl_http_req *req, const char *also_drop)
                                 sizeof other) &&
                            !strcmp(name, other)))
                 continue;
-            sb_put(&b, sep, strlen(sep));
-            sb_json(&b, req->headers[j].value ? req->headers[j].value : "");
+            hl_buf_puts(&b, sep);
+            hl_buf_json(&b, req->headers[j].value ? req->headers[j].value : "");
             sep = ", ";
         }
-        sb_put(&b, "\"", 1);
+        hl_buf_puts(&b, "\"");
     }
-    sb_put(&b, "}", 1);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    hl_buf_puts(&b, "}");
+    return hl_buf_take(&b, NULL);
 }
 
 static int valid_request_id(const char *s)

@@ -2,7 +2,7 @@
 #include "log.h"
 
 #include "err.h"
-#include "jsontext.h"
+#include "buf.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -64,61 +64,16 @@ int hl_log_format_parse(const char *s, hl_log_format *out)
     return 0;
 }
 
-/* A growable line buffer; on allocation failure it keeps what fits. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    char small[1024];
-} linebuf;
-
-static void lb_put(linebuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 2 > b->cap) {
-        size_t cap = (b->len + n + 2) * 2;
-        char *np = b->p == b->small ? malloc(cap) : realloc(b->p, cap);
-        if (!np)
-            return;
-        if (b->p == b->small)
-            memcpy(np, b->small, b->len);
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void lb_puts(linebuf *b, const char *s)
-{
-    lb_put(b, s, strlen(s));
-}
-
-/* JSON string body escaping (no quotes). */
-static void lb_json(linebuf *b, const char *s)
-{
-    char small[256];
-    size_t need = hl_json_escape(small, sizeof small, s);
-    if (need < sizeof small) {
-        lb_put(b, small, need);
-        return;
-    }
-    char *big = malloc(need + 1);
-    if (!big)
-        return;
-    hl_json_escape(big, need + 1, s);
-    lb_put(b, big, need);
-    free(big);
-}
-
 /* Text values are quoted when they hold spaces, quotes or '='. */
-static void lb_text_value(linebuf *b, const char *s)
+static void text_value(hl_buf *b, const char *s)
 {
     if (s[0] && !strpbrk(s, " \t\n\"=")) {
-        lb_puts(b, s);
+        hl_buf_puts(b, s);
         return;
     }
-    lb_put(b, "\"", 1);
-    lb_json(b, s);
-    lb_put(b, "\"", 1);
+    hl_buf_puts(b, "\"");
+    hl_buf_json(b, s);
+    hl_buf_puts(b, "\"");
 }
 
 static void timestamp(char out[32])
@@ -136,31 +91,32 @@ void hl_logv(hl_log_level level, const char *subsys, const char *msg,
 {
     if ((int)level < atomic_load(&g_level))
         return;
-    linebuf b = {.p = NULL, .len = 0, .cap = sizeof b.small};
-    b.p = b.small;
+    char small[1024];
+    hl_buf b;
+    hl_buf_init(&b, small, sizeof small);
     char ts[32];
     timestamp(ts);
     int json = atomic_load(&g_format) == HL_LOG_JSON;
     if (json) {
-        lb_puts(&b, "{\"ts\":\"");
-        lb_puts(&b, ts);
-        lb_puts(&b, "\",\"level\":\"");
-        lb_puts(&b, hl_log_level_name(level));
-        lb_puts(&b, "\",\"subsys\":\"");
-        lb_json(&b, subsys);
-        lb_puts(&b, "\",\"msg\":\"");
-        lb_json(&b, msg);
-        lb_puts(&b, "\"");
+        hl_buf_puts(&b, "{\"ts\":\"");
+        hl_buf_puts(&b, ts);
+        hl_buf_puts(&b, "\",\"level\":\"");
+        hl_buf_puts(&b, hl_log_level_name(level));
+        hl_buf_puts(&b, "\",\"subsys\":\"");
+        hl_buf_json(&b, subsys);
+        hl_buf_puts(&b, "\",\"msg\":\"");
+        hl_buf_json(&b, msg);
+        hl_buf_puts(&b, "\"");
     } else {
         static const char *const tags[] = {"DEBUG", "INFO ", "WARN ",
                                            "ERROR"};
-        lb_puts(&b, ts);
-        lb_puts(&b, " ");
-        lb_puts(&b, tags[level]);
-        lb_puts(&b, " ");
-        lb_puts(&b, subsys);
-        lb_puts(&b, ": ");
-        lb_puts(&b, msg);
+        hl_buf_puts(&b, ts);
+        hl_buf_puts(&b, " ");
+        hl_buf_puts(&b, tags[level]);
+        hl_buf_puts(&b, " ");
+        hl_buf_puts(&b, subsys);
+        hl_buf_puts(&b, ": ");
+        hl_buf_puts(&b, msg);
     }
     for (;;) {
         const char *k = va_arg(kv, const char *);
@@ -168,33 +124,32 @@ void hl_logv(hl_log_level level, const char *subsys, const char *msg,
             break;
         const char *v = va_arg(kv, const char *);
         if (json) {
-            lb_puts(&b, ",\"");
-            lb_json(&b, k);
-            lb_puts(&b, "\":");
+            hl_buf_puts(&b, ",\"");
+            hl_buf_json(&b, k);
+            hl_buf_puts(&b, "\":");
             if (v) {
-                lb_puts(&b, "\"");
-                lb_json(&b, v);
-                lb_puts(&b, "\"");
+                hl_buf_puts(&b, "\"");
+                hl_buf_json(&b, v);
+                hl_buf_puts(&b, "\"");
             } else {
-                lb_puts(&b, "null");
+                hl_buf_puts(&b, "null");
             }
         } else {
-            lb_puts(&b, " ");
-            lb_puts(&b, k);
-            lb_puts(&b, "=");
-            lb_text_value(&b, v ? v : "null");
+            hl_buf_puts(&b, " ");
+            hl_buf_puts(&b, k);
+            hl_buf_puts(&b, "=");
+            text_value(&b, v ? v : "null");
         }
     }
     if (json)
-        lb_puts(&b, "}");
-    lb_puts(&b, "\n");
+        hl_buf_puts(&b, "}");
+    hl_buf_puts(&b, "\n");
     pthread_mutex_lock(&g_lock);
     FILE *f = g_stream ? g_stream : stderr;
     fwrite(b.p, 1, b.len, f);
     fflush(f);
     pthread_mutex_unlock(&g_lock);
-    if (b.p != b.small)
-        free(b.p);
+    hl_buf_free(&b);
 }
 
 void hl_log(hl_log_level level, const char *subsys, const char *msg, ...)

@@ -105,16 +105,29 @@ static void plural(char *out, size_t cap, size_t n, const char *what)
     snprintf(out, cap, "%zu %s%s", n, what, n == 1 ? "" : "s");
 }
 
+/* Options, then the file: prints every diagnostic. Returns -1 to go on
+ * (with *cfg and *d set, *cfg NULL when the file has errors), else the exit
+ * status (help shown, or bad usage). */
+static int load_for(int argc, char **argv, const char *usage,
+                    const char **path, hl_config **cfg, hl_diags *d)
+{
+    int rc = parse_opts(argc, argv, usage, path);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    *cfg = NULL;
+    hl_config_load(*path, d, cfg);
+    hl_diags_print(d, stderr);
+    return -1;
+}
+
 static int cmd_check(int argc, char **argv)
 {
     const char *path;
-    int rc = parse_opts(argc, argv, usage_check, &path);
-    if (rc)
-        return rc == 1 ? 0 : 2;
     hl_diags d = {0};
-    hl_config *cfg = NULL;
-    hl_config_load(path, &d, &cfg);
-    hl_diags_print(&d, stderr);
+    hl_config *cfg;
+    int rc = load_for(argc, argv, usage_check, &path, &cfg, &d);
+    if (rc >= 0)
+        return rc;
     char e[32], w[32];
     plural(e, sizeof e, d.errors, "error");
     plural(w, sizeof w, d.warnings, "warning");
@@ -140,13 +153,11 @@ static int cmd_check(int argc, char **argv)
 static int cmd_run(int argc, char **argv)
 {
     const char *path;
-    int rc = parse_opts(argc, argv, usage_run, &path);
-    if (rc)
-        return rc == 1 ? 0 : 2;
     hl_diags d = {0};
-    hl_config *cfg = NULL;
-    hl_config_load(path, &d, &cfg);
-    hl_diags_print(&d, stderr);
+    hl_config *cfg;
+    int rc = load_for(argc, argv, usage_run, &path, &cfg, &d);
+    if (rc >= 0)
+        return rc;
     if (!cfg) {
         fprintf(stderr,
                 "%s: %zu error%s; hookline did not start (see 'hookline "
@@ -156,8 +167,7 @@ static int cmd_run(int argc, char **argv)
         return 1;
     }
     hl_diags_free(&d);
-    rc = hl_engine_run_take(path, cfg);
-    return rc ? 1 : 0;
+    return hl_engine_run_take(path, cfg) ? 1 : 0;
 }
 
 static int cmd_version(int argc, char **argv)

@@ -1,6 +1,7 @@
 /* ydoc.c - a YAML document as a tree of nodes that remember their positions. */
 #include "ydoc.h"
 
+#include "buf.h"
 #include "err.h"
 
 #include <errno.h>
@@ -173,27 +174,6 @@ static ypos mark_after(const hl_ydoc *doc, unsigned line, unsigned col,
     return (ypos){line, col};
 }
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static int sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-
 static int valid_env_name(const char *s, size_t n)
 {
     if (n == 0 || !(s[0] == '_' || (s[0] >= 'A' && s[0] <= 'Z') ||
@@ -209,7 +189,7 @@ static int valid_env_name(const char *s, size_t n)
 }
 
 /* Read a ${file:PATH} secret; returns 0 or -errno / HL_ETOOBIG. */
-static int read_secret(const hl_ydoc *doc, const char *path, sbuf *out)
+static int read_secret(const hl_ydoc *doc, const char *path, hl_buf *out)
 {
     (void)doc;
     FILE *f = fopen(path, "rb");
@@ -224,7 +204,8 @@ static int read_secret(const hl_ydoc *doc, const char *path, sbuf *out)
             rc = HL_ETOOBIG;
             break;
         }
-        if (sb_put(out, buf, n)) {
+        hl_buf_put(out, buf, n);
+        if (out->oom) {
             rc = HL_ENOMEM;
             break;
         }
@@ -246,29 +227,30 @@ static int expand(hl_ydoc *doc, hl_ynode *n)
     const char *s = n->u.scalar.str;
     if (!strstr(s, MARK_OPEN) && !strstr(s, MARK_CLOSE) && !strstr(s, "$${"))
         return 0;
-    sbuf b = {0};
+    hl_buf b;
+    hl_buf_init(&b, NULL, 0);
     size_t k = 0, errors_before = doc->diags->errors;
     int expanded = 0;
     while (*s) {
         if (s[0] == '$' && s[1] == '$' && s[2] == '{') {
-            sb_put(&b, "${", 2);
+            hl_buf_put(&b, "${", 2);
             s += 3;
             continue;
         }
         if (strncmp(s, MARK_CLOSE, MARK_LEN) == 0) {
-            sb_put(&b, "}", 1); /* the scalar ended inside a ${...} */
+            hl_buf_put(&b, "}", 1); /* the scalar ended inside a ${...} */
             s += MARK_LEN;
             continue;
         }
         if (s[0] != '$' || strncmp(s + 1, MARK_OPEN, MARK_LEN) != 0) {
-            sb_put(&b, s, 1);
+            hl_buf_put(&b, s, 1);
             s++;
             continue;
         }
         const char *ref = s + 1 + MARK_LEN;
         const char *end = strstr(ref, MARK_CLOSE);
         if (!end) {
-            sb_put(&b, "${", 2);
+            hl_buf_put(&b, "${", 2);
             s = ref;
             continue;
         }
@@ -294,7 +276,7 @@ static int expand(hl_ydoc *doc, hl_ynode *n)
             snprintf(name, sizeof name, "%.*s", (int)rn, ref);
             const char *v = getenv(name);
             if (v)
-                sb_put(&b, v, strlen(v));
+                hl_buf_put(&b, v, strlen(v));
             else
                 hl_diags_add(doc->diags, HL_DIAG_ERROR, doc->file, at.line,
                              at.col, NULL,
@@ -312,9 +294,9 @@ static int expand(hl_ydoc *doc, hl_ynode *n)
         }
         s = end + MARK_LEN;
     }
-    if (!b.p)
-        sb_put(&b, "", 0);
-    if (!b.p) {
+    hl_buf_put(&b, "", 0);
+    if (b.oom) {
+        hl_buf_free(&b);
         doc->oom = 1;
         return expanded;
     }
@@ -324,7 +306,7 @@ static int expand(hl_ydoc *doc, hl_ynode *n)
         n->u.scalar.str = copy;
         n->u.scalar.len = b.len;
     }
-    free(b.p);
+    hl_buf_free(&b);
     n->u.scalar.failed = doc->diags->errors > errors_before;
     return expanded;
 }
@@ -673,7 +655,8 @@ int hl_ydoc_load_file(const char *path, unsigned flags, hl_diags *d,
                      "cannot open the file: %s", hl_strerror(err));
         return err;
     }
-    sbuf b = {0};
+    hl_buf b;
+    hl_buf_init(&b, NULL, 0);
     char buf[16384];
     size_t n;
     int rc = 0;
@@ -684,7 +667,8 @@ int hl_ydoc_load_file(const char *path, unsigned flags, hl_diags *d,
             rc = HL_ETOOBIG;
             break;
         }
-        if (sb_put(&b, buf, n)) {
+        hl_buf_put(&b, buf, n);
+        if (b.oom) {
             rc = HL_ENOMEM;
             break;
         }
@@ -697,7 +681,7 @@ int hl_ydoc_load_file(const char *path, unsigned flags, hl_diags *d,
     fclose(f);
     if (!rc)
         rc = hl_ydoc_load_string(path, b.p ? b.p : "", b.len, flags, d, out);
-    free(b.p);
+    hl_buf_free(&b);
     return rc;
 }
 

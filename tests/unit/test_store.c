@@ -1275,26 +1275,8 @@ static void test_open_read_only_file(void **state)
     assert_err_has(g.path);
     if (!strstr(g.err, "readonly") && !strstr(g.err, "read-only"))
         fail_msg("error text '%s' does not say the file is read-only", g.err);
-    finish();
-}
-
-/* A healthy database the process may not write is not "damaged": moving it
- * aside to start afresh, as the message says, would lose its events. */
-static void test_open_read_only_file_not_called_damaged(void **state)
-{
-    (void)state;
-    open_store();
-    append_wait(ev_text("github", NULL, "{}"));
-    assert_stored_ok(&g.slots[0]);
-    close_store();
-    char folder[600];
-    snprintf(folder, sizeof folder, "%s/data", g.dir);
-    assert_int_equal(chmod(g.dir, 0777), 0);
-    assert_int_equal(chmod(folder, 0777), 0);
-    assert_int_equal(chmod(g.path, 0444), 0);
-    become_nobody();
-    int rc = open_fails(g.path);
-    become_self();
+    /* A healthy database the process may not write is not "damaged":
+     * moving it aside to start afresh would lose its events. */
     assert_int_equal(rc, HL_ESTORE);
     if (strstr(g.err, "move it aside"))
         fail_msg("a read-only database is called damaged: '%s'", g.err);
@@ -1437,7 +1419,6 @@ int main(int argc, char **argv)
         T(test_locked_database_answers_busy),
         T(test_close_drains_and_refuses_new_appends),
         T(test_newer_schema_file_left_untouched),
-        T(test_open_read_only_file_not_called_damaged),
         T(test_open_error_names_the_cause),
     };
 #undef T
