@@ -201,8 +201,8 @@ static void on_http_done(hl_http_server *srv, void *ud)
 {
     engine *e = ud;
     (void)srv;
-    HL_INFO("engine", "stopped");
     close_all(e);
+    HL_INFO("engine", "stopped");
 }
 
 static void on_grace(uv_timer_t *t)

@@ -530,6 +530,8 @@ static void test_open_creates_folders_wal_schema(void **state)
     assert_string_equal(mode, "wal");
     assert_int_equal(q_int(db, "PRAGMA user_version"), HL_STORE_SCHEMA_VERSION);
     assert_int_equal(q_int(db, "PRAGMA auto_vacuum"), 2); /* incremental */
+    /* Marked as hookline's, so another program's file is never taken. */
+    assert_int_equal(q_int(db, "PRAGMA application_id"), 0x484c4e31);
     assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE "
                                "type = 'table' AND name = 'events'"),
                      1);
@@ -895,6 +897,30 @@ static void test_newer_schema_refused(void **state)
                                "name = 'things_to_come'"),
                      1);
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+/* A SQLite file of another application is refused and left as it was. */
+static void test_foreign_database_refused_untouched(void **state)
+{
+    (void)state;
+    snprintf(g.path, sizeof g.path, "%s/other.db", g.dir);
+    rw_exec(g.path, "CREATE TABLE invoices (x);");
+    size_t before_len, after_len;
+    unsigned char *before = slurp(g.path, &before_len);
+    assert_int_equal(open_fails(g.path), HL_ESTORE);
+    assert_err_has(g.path);
+    assert_err_has("already holds tables that are not hookline's");
+    unsigned char *after = slurp(g.path, &after_len);
+    assert_int_equal(before_len, after_len);
+    assert_memory_equal(before, after, before_len);
+    free(before);
+    free(after);
+
+    snprintf(g.path, sizeof g.path, "%s/tagged.db", g.dir);
+    rw_exec(g.path, "PRAGMA application_id = 42;");
+    assert_int_equal(open_fails(g.path), HL_ESTORE);
+    assert_err_has("belongs to another application (application_id 42)");
     finish();
 }
 
@@ -1409,6 +1435,7 @@ int main(int argc, char **argv)
         T(test_reopen_existing_no_migration),
         T(test_durability_normal_persists),
         T(test_newer_schema_refused),
+        T(test_foreign_database_refused_untouched),
         T(test_corrupt_file_refused_untouched),
         T(test_truncated_db_refused),
         T(test_golden_v1_opens_and_appends),
