@@ -133,7 +133,9 @@ bench: deps $(BUILD)/hookline
 install: $(BUILD)/hookline
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/hookline
 	install -m 0755 $(BUILD)/hookline $(DESTDIR)$(PREFIX)/bin/hookline
-	cp -R schemas policies $(DESTDIR)$(PREFIX)/share/hookline/
+	for d in schemas policies; do \
+	    if [ -d $$d ]; then cp -R $$d $(DESTDIR)$(PREFIX)/share/hookline/; fi; \
+	done
 
 clean:
 	rm -rf $(BUILD)
