@@ -5,6 +5,9 @@
 #include "verify.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <limits.h>
@@ -1301,6 +1304,8 @@ static const key top_keys[] = {
     KSEC("outbound", hl_config, outbound, outbound_keys),
     KEY("connectors_path", K_LIST, hl_config, connectors_path, F_NONEMPTY,
         "./build/connectors"),
+    KEY("schemas_path", K_STR, hl_config, schemas_path, F_NONEMPTY, NULL),
+    KEY("policies_path", K_STR, hl_config, policies_path, F_NONEMPTY, NULL),
     KFN("tenants", hl_config, tenants, 0, NULL, parse_tenants),
     KFN("sources", hl_config, sources, 0, NULL, parse_sources),
     KFN("connectors", hl_config, connectors, 0, NULL, parse_connectors),
@@ -1763,4 +1768,33 @@ const hl_policy_cfg *hl_config_policy_for(const hl_config *cfg,
         if (!strcmp(cfg->policies[i].name, c->policy))
             return &cfg->policies[i];
     return &cfg->default_policy;
+}
+
+int hl_config_find_dir(const char *configured, const char *name, char *out,
+                       size_t cap)
+{
+    struct stat st;
+    if (configured) {
+        snprintf(out, cap, "%s", configured);
+        return stat(out, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -ENOENT;
+    }
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = 0;
+    const char *const tries[] = {".", "%s/../share/hookline", "%s/..",
+                                 "%s/../.."};
+    for (size_t i = 0; i < sizeof tries / sizeof *tries; i++) {
+        char base[4096];
+        if (i && !slash)
+            break;
+        snprintf(base, sizeof base, tries[i], exe);
+        snprintf(out, cap, "%s/%s", base, name);
+        if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
+            return 0;
+    }
+    snprintf(out, cap, "./%s", name);
+    return -ENOENT;
 }

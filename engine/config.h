@@ -236,6 +236,8 @@ typedef struct hl_config {
     hl_admin_cfg admin;
     hl_outbound_cfg outbound;
     hl_strlist connectors_path;
+    const char *schemas_path;  /* NULL: found (hl_config_find_dir) */
+    const char *policies_path; /* NULL: found (hl_config_find_dir) */
     hl_tenant_cfg *tenants;
     size_t n_tenants;
     hl_source_cfg *sources;
@@ -273,6 +275,15 @@ const hl_connector_cfg *hl_config_connector(const hl_config *cfg,
 /* The connector's policy, or the default policy. */
 const hl_policy_cfg *hl_config_policy_for(const hl_config *cfg,
                                           const hl_connector_cfg *c);
+
+/*
+ * The folder of hookline's data files NAME ("schemas", "policies"): the
+ * configured path when set, else the first that exists of ./NAME, the
+ * installed EXE/../share/hookline/NAME, and the build tree's EXE/../NAME and
+ * EXE/../../NAME. Writes the path tried last into out; 0 or -ENOENT.
+ */
+int hl_config_find_dir(const char *configured, const char *name, char *out,
+                       size_t cap);
 
 /* "15s", "1h30m", "500ms", "7d" -> milliseconds. */
 int hl_parse_duration(const char *s, uint64_t *ms);

@@ -5,6 +5,7 @@
 #include "http.h"
 #include "intake.h"
 #include "log.h"
+#include "normalize.h"
 #include "store.h"
 
 #include <signal.h>
@@ -20,6 +21,8 @@ typedef struct {
     hl_http_server *http;
     hl_queue *queue;
     hl_intake *intake;
+    hl_normalizer *normalizer;
+    hl_mappings *maps; /* until the normalizer takes them */
     hl_config *cfg;
     const char *config_path;
     int stopping;
@@ -157,7 +160,12 @@ static void reload(engine *e)
     hl_diags d = {0};
     hl_config *next = NULL;
     HL_INFO("config", "reloading", "file", e->config_path);
+    hl_mappings *maps = NULL;
     int rc = hl_config_load(e->config_path, &d, &next);
+    if (!rc && (rc = hl_mappings_for_config(next, &d, &maps))) {
+        hl_config_destroy(next);
+        next = NULL;
+    }
     log_diags(&d, HL_LOG_ERROR);
     if (rc) {
         char n[32];
@@ -174,6 +182,7 @@ static void reload(engine *e)
     e->cfg = next;
     apply_log(next);
     hl_intake_set_config(e->intake, next);
+    hl_normalizer_set_config(e->normalizer, next, maps);
     hl_http_limits l = limits_of(next);
     hl_http_server_set_limits(e->http, &l);
     hl_config_destroy(old);
@@ -191,6 +200,8 @@ static void close_all(engine *e)
     uv_close((uv_handle_t *)&e->sigterm, NULL);
     uv_close((uv_handle_t *)&e->sighup, NULL);
     uv_close((uv_handle_t *)&e->grace, NULL);
+    hl_normalizer_stop(e->normalizer);
+    e->normalizer = NULL;
     if (e->queue) {
         hl_queue_close(e->queue); /* answers what is still queued */
         e->queue = NULL;
@@ -268,6 +279,10 @@ static int start(engine *e)
     }
     if ((rc = hl_intake_create(e->queue, e->cfg, &e->intake)))
         return rc;
+    rc = hl_normalizer_start(e->queue, e->cfg, e->maps, &e->normalizer);
+    e->maps = NULL;
+    if (rc)
+        return rc;
     hl_http_limits l = limits_of(e->cfg);
     rc = hl_http_server_create(&e->loop, &l, on_request, e, &e->http);
     if (rc)
@@ -290,15 +305,18 @@ static int start(engine *e)
     return 0;
 }
 
-int hl_engine_run_take(const char *config_path, hl_config *cfg)
+int hl_engine_run_take(const char *config_path, hl_config *cfg,
+                       hl_mappings *maps)
 {
-    engine e = {.cfg = cfg, .config_path = config_path};
+    engine e = {.cfg = cfg, .config_path = config_path, .maps = maps};
     signal(SIGPIPE, SIG_IGN);
     apply_log(cfg);
     int rc = start(&e);
     if (!rc)
         rc = uv_run(&e.loop, UV_RUN_DEFAULT);
     /* After a failed start, close whatever is still open. */
+    hl_normalizer_stop(e.normalizer);
+    hl_mappings_destroy(e.maps);
     if (e.queue)
         hl_queue_close(e.queue);
     uv_walk(&e.loop, close_walk, NULL);

@@ -3,6 +3,7 @@
 #include "engine.h"
 #include "err.h"
 #include "log.h"
+#include "normalize.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -109,13 +110,19 @@ static void plural(char *out, size_t cap, size_t n, const char *what)
  * (with *cfg and *d set, *cfg NULL when the file has errors), else the exit
  * status (help shown, or bad usage). */
 static int load_for(int argc, char **argv, const char *usage,
-                    const char **path, hl_config **cfg, hl_diags *d)
+                    const char **path, hl_config **cfg, hl_mappings **maps,
+                    hl_diags *d)
 {
     int rc = parse_opts(argc, argv, usage, path);
     if (rc)
         return rc == 1 ? 0 : 2;
     *cfg = NULL;
+    *maps = NULL;
     hl_config_load(*path, d, cfg);
+    if (*cfg && hl_mappings_for_config(*cfg, d, maps)) {
+        hl_config_destroy(*cfg);
+        *cfg = NULL;
+    }
     hl_diags_print(d, stderr);
     return -1;
 }
@@ -125,7 +132,8 @@ static int cmd_check(int argc, char **argv)
     const char *path;
     hl_diags d = {0};
     hl_config *cfg;
-    int rc = load_for(argc, argv, usage_check, &path, &cfg, &d);
+    hl_mappings *maps;
+    int rc = load_for(argc, argv, usage_check, &path, &cfg, &maps, &d);
     if (rc >= 0)
         return rc;
     char e[32], w[32];
@@ -145,6 +153,7 @@ static int cmd_check(int argc, char **argv)
         snprintf(p, sizeof p, "%zu policies", cfg->n_policies);
     plural(r, sizeof r, cfg->n_routes, "route");
     printf("%s: ok: %s, %s, %s, %s, %s; %s\n", path, t, s, c, p, r, w);
+    hl_mappings_destroy(maps);
     hl_config_destroy(cfg);
     hl_diags_free(&d);
     return 0;
@@ -155,7 +164,8 @@ static int cmd_run(int argc, char **argv)
     const char *path;
     hl_diags d = {0};
     hl_config *cfg;
-    int rc = load_for(argc, argv, usage_run, &path, &cfg, &d);
+    hl_mappings *maps;
+    int rc = load_for(argc, argv, usage_run, &path, &cfg, &maps, &d);
     if (rc >= 0)
         return rc;
     if (!cfg) {
@@ -167,7 +177,7 @@ static int cmd_run(int argc, char **argv)
         return 1;
     }
     hl_diags_free(&d);
-    return hl_engine_run_take(path, cfg) ? 1 : 0;
+    return hl_engine_run_take(path, cfg, maps) ? 1 : 0;
 }
 
 static int cmd_version(int argc, char **argv)

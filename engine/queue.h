@@ -41,11 +41,40 @@ typedef struct {
 /* Runs on the loop thread once the event is durable (or failed). */
 typedef void (*hl_append_cb)(void *ud, const hl_append_result *res);
 
+/* A stored webhook waiting to be normalized; the batch owns the memory. */
+typedef struct {
+    int64_t seq; /* its place in arrival order */
+    hl_inbound ev;
+} hl_stored;
+
+typedef struct {
+    hl_stored *v;
+    size_t n;
+    void **mem; /* what the pointers of v point into */
+    size_t nmem;
+} hl_stored_batch;
+
+void hl_stored_batch_free(hl_stored_batch *b);
+
+/* The outcome of normalizing one stored webhook. */
+typedef struct {
+    char event_id[HL_ID_LEN + 1];
+    struct json_t *events; /* canonical events (an array), or NULL */
+    char reason[512];      /* why it is unparsed, when events is NULL */
+} hl_settle;
+
+/* Called on the writer's thread after a commit that stored new events. */
+typedef void (*hl_commit_hook)(void *ud);
+
 typedef struct {
     int (*append)(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
                   void *ud);
     uint64_t (*backlog)(const hl_queue *q);
     void (*close)(hl_queue *q);
+    int (*read_received)(hl_queue *q, int64_t after_seq, size_t max,
+                         hl_stored_batch *out);
+    int (*settle_take)(hl_queue *q, hl_settle *st);
+    void (*on_commit)(hl_queue *q, hl_commit_hook fn, void *ud);
 } hl_queue_ops;
 
 struct hl_queue {
@@ -64,6 +93,31 @@ static inline int hl_queue_append(hl_queue *q, const hl_inbound *ev,
 static inline uint64_t hl_queue_backlog(const hl_queue *q)
 {
     return q->ops->backlog(q);
+}
+
+/* Up to max webhooks still waiting to be normalized with a seq above
+ * after_seq, oldest first. Safe from any one thread besides the loop's. */
+static inline int hl_queue_read_received(hl_queue *q, int64_t after_seq,
+                                         size_t max, hl_stored_batch *out)
+{
+    return q->ops->read_received(q, after_seq, max, out);
+}
+
+/* Record a normalization outcome: the canonical events replace any stored
+ * for that webhook (normalizing again is idempotent) and the webhook is
+ * marked normalized, or unparsed with the reason. Takes ownership of st
+ * (malloc'd) and its events; it is committed in order with the intake's
+ * writes. Returns 0 or HL_ESHUTDOWN. */
+static inline int hl_queue_settle_take(hl_queue *q, hl_settle *st)
+{
+    return q->ops->settle_take(q, st);
+}
+
+/* fn(ud) runs after each commit that stored new events (NULL: none). */
+static inline void hl_queue_on_commit(hl_queue *q, hl_commit_hook fn,
+                                      void *ud)
+{
+    q->ops->on_commit(q, fn, ud);
 }
 
 /* Finish every queued append (their callbacks run), then close. Call on the

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <stdarg.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -20,11 +21,14 @@
 #define MAX_BATCH 1024
 /* Under load, wait this long for more requests to share one commit. */
 
+/* The writer's work: an inbound webhook to append, or a normalization
+ * outcome to record (settle set). */
 typedef struct job {
     hl_inbound ev;
     hl_append_cb cb;
     void *ud;
     hl_append_result res;
+    hl_settle *settle;
     struct job *next;
 } job;
 
@@ -42,6 +46,13 @@ typedef struct {
     int stopping;
     _Atomic uint64_t backlog;
     sqlite3_stmt *st_begin, *st_commit, *st_rollback, *st_insert, *st_find;
+    sqlite3_stmt *st_canon_del, *st_canon_ins, *st_state;
+    /* The normalizer reads on its own connection. */
+    sqlite3 *rd_db;
+    sqlite3_stmt *st_read;
+    pthread_mutex_t rd_mu;
+    hl_commit_hook hook;
+    void *hook_ud;
     /* WAL checkpoints run on their own connection and thread, so a
      * checkpoint never stalls the commits of intake. */
     sqlite3 *ckpt_db;
@@ -76,6 +87,20 @@ static const char *const migrations[] = {
     "  WHERE idem_key IS NOT NULL;"
     "CREATE INDEX events_state ON events(state, seq);"
     "PRAGMA application_id = 1212960305;", /* HL_APPLICATION_ID */
+    /* 1 -> 2: canonical events, made from the stored webhooks. */
+    "CREATE TABLE canonical ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  event_id TEXT NOT NULL,"
+    "  tenant TEXT NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  severity TEXT NOT NULL,"
+    "  dedupkey TEXT,"
+    "  time TEXT NOT NULL,"
+    "  body TEXT NOT NULL"
+    ");"
+    "CREATE INDEX canonical_event ON canonical(event_id);",
 };
 
 _Static_assert(sizeof migrations / sizeof *migrations ==
@@ -261,6 +286,15 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
         {offsetof(store, st_find),
          "SELECT id FROM events WHERE source = ?1 AND idem_key = ?2"},
+        {offsetof(store, st_canon_del),
+         "DELETE FROM canonical WHERE event_id = ?1"},
+        {offsetof(store, st_canon_ins),
+         "INSERT INTO canonical (id, event_id, tenant, source, type, "
+         "severity, dedupkey, time, body) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+        {offsetof(store, st_state),
+         "UPDATE events SET state = ?2, state_reason = ?3 WHERE id = ?1 AND "
+         "state != ?2"},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof *stmts; i++) {
         sqlite3_stmt **st = (sqlite3_stmt **)((char *)s + stmts[i].off);
@@ -347,6 +381,68 @@ static int write_one(store *s, job *j)
     return rc;
 }
 
+static void bind_opt(sqlite3_stmt *st, int i, const json_t *v)
+{
+    if (json_is_string(v))
+        sqlite3_bind_text(st, i, json_string_value(v), -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int write_canonical(store *s, const char *event_id, json_t *e)
+{
+    char *body = json_dumps(e, JSON_COMPACT);
+    if (!body)
+        return SQLITE_NOMEM;
+    sqlite3_stmt *st = s->st_canon_ins;
+    bind_opt(st, 1, json_object_get(e, "id"));
+    sqlite3_bind_text(st, 2, event_id, -1, SQLITE_STATIC);
+    bind_opt(st, 3, json_object_get(e, "tenant"));
+    const char *src = json_string_value(json_object_get(e, "source"));
+    const char *slash = src ? strrchr(src, '/') : NULL;
+    sqlite3_bind_text(st, 4, slash ? slash + 1 : "", -1, SQLITE_TRANSIENT);
+    bind_opt(st, 5, json_object_get(e, "type"));
+    bind_opt(st, 6, json_object_get(e, "severity"));
+    bind_opt(st, 7, json_object_get(e, "dedupkey"));
+    bind_opt(st, 8, json_object_get(e, "time"));
+    sqlite3_bind_text(st, 9, body, -1, SQLITE_STATIC);
+    int rc = step_done(st);
+    sqlite3_clear_bindings(st);
+    free(body);
+    return rc;
+}
+
+/* Replace the webhook's canonical events and set its state. Returns the
+ * change to the backlog through *leaving (1 when it stops waiting). */
+static int write_settle(store *s, const hl_settle *st, int *leaving)
+{
+    sqlite3_bind_text(s->st_canon_del, 1, st->event_id, -1, SQLITE_STATIC);
+    int rc = step_done(s->st_canon_del);
+    sqlite3_clear_bindings(s->st_canon_del);
+    size_t i;
+    json_t *e;
+    json_array_foreach(st->events, i, e)
+    {
+        if (rc != SQLITE_OK)
+            break;
+        rc = write_canonical(s, st->event_id, e);
+    }
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *u = s->st_state;
+    sqlite3_bind_text(u, 1, st->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(u, 2, st->events ? "normalized" : "unparsed", -1,
+                      SQLITE_STATIC);
+    if (st->events)
+        sqlite3_bind_null(u, 3);
+    else
+        sqlite3_bind_text(u, 3, st->reason, -1, SQLITE_STATIC);
+    rc = step_done(u);
+    sqlite3_clear_bindings(u);
+    *leaving = !st->events && sqlite3_changes(s->db) > 0;
+    return rc;
+}
+
 static uint64_t now_us(void)
 {
     struct timespec ts;
@@ -359,12 +455,18 @@ static void commit_batch(store *s, job *batch, size_t n)
 {
     uint64_t t0 = now_us();
     int rc = step_done(s->st_begin);
-    for (job *j = batch; rc == SQLITE_OK && j; j = j->next)
-        rc = write_one(s, j);
+    uint64_t leaving = 0;
+    for (job *j = batch; rc == SQLITE_OK && j; j = j->next) {
+        int gone = 0;
+        rc = j->settle ? write_settle(s, j->settle, &gone) : write_one(s, j);
+        leaving += (uint64_t)gone;
+    }
     if (rc == SQLITE_OK)
         rc = step_done(s->st_commit);
     uint64_t fresh = 0;
     for (job *j = batch; j; j = j->next) {
+        if (j->settle)
+            continue;
         if (rc != SQLITE_OK) {
             j->res.status = (rc & 0xff) == SQLITE_BUSY ? HL_EBUSY : HL_ESTORE;
             j->res.reason = reason_of(rc);
@@ -384,7 +486,15 @@ static void commit_batch(store *s, job *batch, size_t n)
         return;
     }
     atomic_fetch_add(&s->backlog, fresh);
+    atomic_fetch_sub(&s->backlog, leaving);
     atomic_fetch_add(&s->events, fresh);
+    if (fresh) {
+        /* Under the lock, so the hook cannot be removed while it runs. */
+        pthread_mutex_lock(&s->mu);
+        if (s->hook)
+            s->hook(s->hook_ud);
+        pthread_mutex_unlock(&s->mu);
+    }
     atomic_fetch_add(&s->commits, 1);
     atomic_store(&s->last_batch_n, n);
     uint64_t took = now_us() - t0;
@@ -510,7 +620,12 @@ static void deliver_results(store *s)
     pthread_mutex_unlock(&s->mu);
     while (j) {
         job *next = j->next;
-        j->cb(j->ud, &j->res);
+        if (j->settle) {
+            json_decref(j->settle->events);
+            free(j->settle);
+        } else {
+            j->cb(j->ud, &j->res);
+        }
         free(j);
         j = next;
     }
@@ -520,6 +635,8 @@ static void on_async(uv_async_t *a)
 {
     deliver_results(a->data);
 }
+
+static int enqueue(store *s, job *j);
 
 static int store_append(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
                         void *ud)
@@ -531,6 +648,30 @@ static int store_append(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
     j->ev = *ev;
     j->cb = cb;
     j->ud = ud;
+    return enqueue(s, j);
+}
+
+static int store_settle_take(hl_queue *q, hl_settle *st)
+{
+    store *s = (store *)q;
+    job *j = calloc(1, sizeof *j);
+    if (!j) {
+        json_decref(st->events);
+        free(st);
+        return HL_ENOMEM;
+    }
+    j->settle = st;
+    int rc = enqueue(s, j);
+    if (rc) {
+        json_decref(st->events);
+        free(st);
+    }
+    return rc;
+}
+
+/* Hand a job to the writer; on refusal the job is freed. */
+static int enqueue(store *s, job *j)
+{
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
@@ -547,6 +688,91 @@ static int store_append(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
     return 0;
 }
 
+void hl_stored_batch_free(hl_stored_batch *b)
+{
+    for (size_t i = 0; i < b->nmem; i++)
+        free(b->mem[i]);
+    free(b->mem);
+    free(b->v);
+    memset(b, 0, sizeof *b);
+}
+
+/* One row into one allocation: the strings, then the body. */
+static int stored_row(sqlite3_stmt *st, hl_stored *out, void **mem)
+{
+    static const int text_cols[] = {2, 3, 5, 6, 7, 9};
+    size_t need = 0;
+    for (size_t i = 0; i < 6; i++)
+        need += (size_t)sqlite3_column_bytes(st, text_cols[i]) + 1;
+    size_t blen = (size_t)sqlite3_column_bytes(st, 8);
+    char *p = malloc(need + blen + 1);
+    if (!p)
+        return HL_ENOMEM;
+    *mem = p;
+    memset(out, 0, sizeof *out);
+    out->seq = sqlite3_column_int64(st, 0);
+    snprintf(out->ev.id, sizeof out->ev.id, "%s",
+             (const char *)sqlite3_column_text(st, 1));
+    const char **dst[] = {&out->ev.tenant,        &out->ev.source,
+                          &out->ev.correlation_id, &out->ev.content_type,
+                          &out->ev.headers_json,   &out->ev.idem_key};
+    for (size_t i = 0; i < 6; i++) {
+        const unsigned char *t = sqlite3_column_text(st, text_cols[i]);
+        size_t n = (size_t)sqlite3_column_bytes(st, text_cols[i]);
+        if (!t) {
+            *dst[i] = NULL;
+            continue;
+        }
+        memcpy(p, t, n);
+        p[n] = 0;
+        *dst[i] = p;
+        p += n + 1;
+    }
+    if (blen)
+        memcpy(p, sqlite3_column_blob(st, 8), blen);
+    p[blen] = 0;
+    out->ev.body = p;
+    out->ev.body_len = blen;
+    out->ev.received_ms = sqlite3_column_int64(st, 4);
+    return 0;
+}
+
+static int store_read_received(hl_queue *q, int64_t after_seq, size_t max,
+                               hl_stored_batch *out)
+{
+    store *s = (store *)q;
+    memset(out, 0, sizeof *out);
+    out->v = calloc(max ? max : 1, sizeof *out->v);
+    out->mem = calloc(max ? max : 1, sizeof *out->mem);
+    if (!out->v || !out->mem) {
+        hl_stored_batch_free(out);
+        return HL_ENOMEM;
+    }
+    pthread_mutex_lock(&s->rd_mu);
+    sqlite3_stmt *st = s->st_read;
+    sqlite3_bind_int64(st, 1, after_seq);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    int rc;
+    while (out->n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (stored_row(st, &out->v[out->n], &out->mem[out->nmem]))
+            break;
+        out->nmem++;
+        out->n++;
+    }
+    sqlite3_reset(st);
+    pthread_mutex_unlock(&s->rd_mu);
+    return 0;
+}
+
+static void store_on_commit(hl_queue *q, hl_commit_hook fn, void *ud)
+{
+    store *s = (store *)q;
+    pthread_mutex_lock(&s->mu);
+    s->hook = fn;
+    s->hook_ud = ud;
+    pthread_mutex_unlock(&s->mu);
+}
+
 static uint64_t store_backlog(const hl_queue *q)
 {
     return atomic_load(&((const store *)q)->backlog);
@@ -559,8 +785,9 @@ static void on_async_closed(uv_handle_t *h)
 
 static void finalize_all(store *s)
 {
-    sqlite3_stmt *all[] = {s->st_begin, s->st_commit, s->st_rollback,
-                           s->st_insert, s->st_find};
+    sqlite3_stmt *all[] = {s->st_begin,     s->st_commit,   s->st_rollback,
+                           s->st_insert,    s->st_find,     s->st_canon_del,
+                           s->st_canon_ins, s->st_state,    s->st_read};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
 }
@@ -593,6 +820,9 @@ static void store_close(hl_queue *q)
     finalize_all(s);
     if (s->ckpt_db)
         sqlite3_close(s->ckpt_db);
+    if (s->rd_db)
+        sqlite3_close(s->rd_db);
+    pthread_mutex_destroy(&s->rd_mu);
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
         HL_ERROR("store", "closing the database failed", "reason",
                  sqlite3_errmsg(s->db));
@@ -606,6 +836,9 @@ static const hl_queue_ops store_ops = {
     .append = store_append,
     .backlog = store_backlog,
     .close = store_close,
+    .read_received = store_read_received,
+    .settle_take = store_settle_take,
+    .on_commit = store_on_commit,
 };
 
 void hl_store_stats_get(const hl_queue *q, hl_store_stats *out)
@@ -720,6 +953,18 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
         return HL_ESTORE;
     sqlite3_wal_autocheckpoint(s->db, 0);
     sqlite3_wal_hook(s->db, on_wal, s);
+    if (sqlite3_open_v2(path, &s->rd_db,
+                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(
+            s->rd_db,
+            "SELECT seq, id, tenant, source, received_at, correlation_id, "
+            "content_type, headers, body, idem_key FROM events "
+            "WHERE state = 'received' AND seq > ?1 ORDER BY seq LIMIT ?2",
+            -1, SQLITE_PREPARE_PERSISTENT, &s->st_read, NULL) != SQLITE_OK)
+        return sqlite_fail(s->rd_db, path, "cannot open for reading", err,
+                           errlen);
+    sqlite3_busy_timeout(s->rd_db, 1000);
     return prepare(s, path, err, errlen);
 }
 
@@ -735,11 +980,13 @@ int hl_store_open(uv_loop_t *loop, const hl_storage_cfg *cfg, hl_queue **out,
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->ckpt_cv, NULL);
+    pthread_mutex_init(&s->rd_mu, NULL);
     int rc = uv_async_init(loop, &s->async, on_async);
     if (rc) {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
         pthread_cond_destroy(&s->ckpt_cv);
+        pthread_mutex_destroy(&s->rd_mu);
         free(s);
         return fail(err, errlen, rc, "uv_async_init: %s", uv_strerror(rc));
     }

@@ -196,7 +196,8 @@ static void test_unknown_key_lists_choices(void **state)
     expect_errors("frobnicate: 1\n",
                   MSGS("t.yaml:1:1: error: frobnicate: unknown key "
                        "'frobnicate'; expected one of: server, storage, log, "
-                       "admin, outbound, connectors_path, tenants, sources, "
+                       "admin, outbound, connectors_path, schemas_path, policies_path, "
+                       "tenants, sources, "
                        "connectors, policies, routes, stream"));
 }
 

@@ -1,0 +1,260 @@
+/* normalize.c - the normalizer: stored webhooks -> canonical events, off the intake path. */
+#include "normalize.h"
+
+#include "err.h"
+#include "log.h"
+#include "ydoc.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BATCH 256
+#define IDLE_WAIT_MS 1000
+/* Now and then the whole queue is read again, so a webhook whose outcome
+ * could not be committed (a full disk) is normalized again. */
+#define RESCAN_MS 60000
+
+struct hl_normalizer {
+    hl_queue *q;
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards cfg and maps */
+    hl_config *cfg;
+    hl_mappings *maps;
+    /* Waking is apart from mu: the writer wakes us while holding the
+     * queue's lock, and we settle (take the queue's lock) holding mu. */
+    pthread_mutex_t wmu;
+    pthread_cond_t cv;
+    _Atomic int stopping;
+    int woken;
+    _Atomic uint64_t normalized, events, unparsed;
+};
+
+int hl_mappings_for_config(const hl_config *cfg, hl_diags *d,
+                           hl_mappings **out)
+{
+    char base[4000], dir[4096];
+    *out = NULL;
+    if (hl_config_find_dir(cfg->schemas_path, "schemas", base, sizeof base)) {
+        hl_diags_add(d, HL_DIAG_ERROR, cfg->file, 0, 0, "schemas_path",
+                     "%s: no such folder; set schemas_path to the folder "
+                     "holding event.v1.json and sources/",
+                     base);
+        return HL_ECONFIG;
+    }
+    snprintf(dir, sizeof dir, "%s/sources", base);
+    size_t before = d->errors;
+    int rc = hl_mappings_load(dir, d, out);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < cfg->n_sources; i++) {
+        const hl_source_cfg *s = &cfg->sources[i];
+        if (hl_mappings_get(*out, s->kind))
+            continue;
+        const hl_ynode *k = hl_ynode_get(s->node, "kind");
+        char path[128];
+        snprintf(path, sizeof path, "sources.%s.kind", s->name);
+        hl_diags_add(d, HL_DIAG_ERROR, cfg->file, k ? k->line : 0,
+                     k ? k->col : 0, path,
+                     "no mapping for kind '%s': expected %s/%s.yaml (kinds "
+                     "are the file names there)",
+                     s->kind, dir, s->kind);
+    }
+    if (d->errors > before) {
+        hl_mappings_destroy(*out);
+        *out = NULL;
+        return HL_ECONFIG;
+    }
+    return 0;
+}
+
+static void wake(void *ud)
+{
+    hl_normalizer *n = ud;
+    pthread_mutex_lock(&n->wmu);
+    n->woken = 1;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->wmu);
+}
+
+/* One stored webhook: its canonical events, or why it is unparsed. */
+static hl_settle *normalize_one(hl_normalizer *n, const hl_stored *st)
+{
+    hl_settle *out = calloc(1, sizeof *out);
+    if (!out)
+        return NULL;
+    snprintf(out->event_id, sizeof out->event_id, "%s", st->ev.id);
+    const hl_source_cfg *src = hl_config_source(n->cfg, st->ev.source);
+    const hl_mapping *m = src ? hl_mappings_get(n->maps, src->kind) : NULL;
+    if (!src)
+        snprintf(out->reason, sizeof out->reason,
+                 "source '%s' is no longer in the configuration; add it back "
+                 "and normalize the event again",
+                 st->ev.source);
+    else if (!m)
+        snprintf(out->reason, sizeof out->reason,
+                 "no mapping for kind '%s'", src->kind);
+    else if (hl_map_apply(m, src, &st->ev, &out->events, out->reason,
+                          sizeof out->reason))
+        out->events = NULL;
+    return out;
+}
+
+static void account(hl_normalizer *n, const hl_settle *st)
+{
+    if (st->events) {
+        atomic_fetch_add(&n->normalized, 1);
+        atomic_fetch_add(&n->events, json_array_size(st->events));
+        return;
+    }
+    atomic_fetch_add(&n->unparsed, 1);
+    HL_WARN("normalize", "event unparsed; its raw body is kept", "id",
+            st->event_id, "reason", st->reason);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sleep until new events are committed, the timeout, or stop. */
+static int wait_for_more(hl_normalizer *n, unsigned ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&n->wmu);
+    while (!n->woken && !n->stopping)
+        if (pthread_cond_timedwait(&n->cv, &n->wmu, &until) == ETIMEDOUT)
+            break;
+    n->woken = 0;
+    int stop = n->stopping;
+    pthread_mutex_unlock(&n->wmu);
+    return stop;
+}
+
+static void *run(void *arg)
+{
+    hl_normalizer *n = arg;
+    int64_t last = 0;
+    uint64_t rescan_at = mono_ms() + RESCAN_MS;
+    for (;;) {
+        hl_stored_batch b;
+        if (hl_queue_read_received(n->q, last, BATCH, &b)) {
+            if (wait_for_more(n, IDLE_WAIT_MS))
+                break;
+            continue;
+        }
+        pthread_mutex_lock(&n->mu);
+        for (size_t i = 0; i < b.n && !n->stopping; i++) {
+            hl_settle *st = normalize_one(n, &b.v[i]);
+            if (!st)
+                break;
+            account(n, st);
+            if (hl_queue_settle_take(n->q, st))
+                break;
+            last = b.v[i].seq;
+        }
+        int stop = n->stopping;
+        pthread_mutex_unlock(&n->mu);
+        size_t got = b.n;
+        hl_stored_batch_free(&b);
+        if (stop)
+            break;
+        if (got == BATCH)
+            continue;
+        if (mono_ms() >= rescan_at) {
+            last = 0;
+            rescan_at = mono_ms() + RESCAN_MS;
+        }
+        if (wait_for_more(n, IDLE_WAIT_MS))
+            break;
+    }
+    return NULL;
+}
+
+int hl_normalizer_start(hl_queue *q, hl_config *cfg, hl_mappings *maps,
+                        hl_normalizer **out)
+{
+    hl_normalizer *n = calloc(1, sizeof *n);
+    if (!n) {
+        hl_mappings_destroy(maps);
+        return HL_ENOMEM;
+    }
+    n->q = q;
+    n->cfg = hl_config_retain(cfg);
+    n->maps = maps;
+    pthread_mutex_init(&n->mu, NULL);
+    pthread_mutex_init(&n->wmu, NULL);
+    pthread_cond_init(&n->cv, NULL);
+    hl_queue_on_commit(q, wake, n);
+    if (pthread_create(&n->thread, NULL, run, n)) {
+        hl_queue_on_commit(q, NULL, NULL);
+        hl_config_destroy(n->cfg);
+        hl_mappings_destroy(maps);
+        pthread_mutex_destroy(&n->mu);
+        pthread_mutex_destroy(&n->wmu);
+        pthread_cond_destroy(&n->cv);
+        free(n);
+        return HL_EINTERNAL;
+    }
+    *out = n;
+    return 0;
+}
+
+void hl_normalizer_set_config(hl_normalizer *n, hl_config *cfg,
+                              hl_mappings *maps)
+{
+    pthread_mutex_lock(&n->mu);
+    hl_config *old = n->cfg;
+    hl_mappings *old_maps = n->maps;
+    n->cfg = hl_config_retain(cfg);
+    n->maps = maps;
+    pthread_mutex_unlock(&n->mu);
+    hl_config_destroy(old);
+    hl_mappings_destroy(old_maps);
+    wake(n);
+}
+
+void hl_normalizer_stop(hl_normalizer *n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&n->wmu);
+    n->stopping = 1;
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->wmu);
+    pthread_join(n->thread, NULL);
+    hl_queue_on_commit(n->q, NULL, NULL); /* the writer calls it no more */
+    char a[32], b[32], c[32];
+    snprintf(a, sizeof a, "%llu", (unsigned long long)n->normalized);
+    snprintf(b, sizeof b, "%llu", (unsigned long long)n->events);
+    snprintf(c, sizeof c, "%llu", (unsigned long long)n->unparsed);
+    HL_INFO("normalize", "stopped", "normalized", a, "events", b, "unparsed",
+            c);
+    hl_config_destroy(n->cfg);
+    hl_mappings_destroy(n->maps);
+    pthread_mutex_destroy(&n->mu);
+    pthread_mutex_destroy(&n->wmu);
+    pthread_cond_destroy(&n->cv);
+    free(n);
+}
+
+void hl_normalizer_stats_get(const hl_normalizer *n, hl_normalizer_stats *out)
+{
+    out->normalized = atomic_load(&n->normalized);
+    out->events = atomic_load(&n->events);
+    out->unparsed = atomic_load(&n->unparsed);
+}
