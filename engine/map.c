@@ -488,17 +488,30 @@ static int compile_cond(ld_t *ld, const hl_ynode *n, cond *c)
                     "matches, exists");
         return -1;
     }
-    /* The comparison is taken out; what remains is the spec. */
+    /* The comparison is taken out; what remains is the spec. `in` is the
+     * comparison only with a list: beside regex or lookup it names their
+     * input. */
     const hl_ynode *arg = NULL;
     int found = -1;
-    for (size_t i = 0; i < n->u.map.n; i++)
-        for (int k = 0; ops[k]; k++)
-            if (!strcmp(n->u.map.pairs[i].key->u.scalar.str, ops[k])) {
-                found = k;
-                arg = n->u.map.pairs[i].value;
+    for (size_t i = 0; i < n->u.map.n; i++) {
+        const hl_ynode *v = n->u.map.pairs[i].value;
+        for (int k = 0; ops[k]; k++) {
+            if (strcmp(n->u.map.pairs[i].key->u.scalar.str, ops[k]) ||
+                (k == C_IN && v->type != HL_YSEQ))
+                continue;
+            if (found >= 0) {
+                lerr(ld, n->u.map.pairs[i].key,
+                     "a condition has one comparison; '%s' and '%s' are two",
+                     ops[found], ops[k]);
+                return -1;
             }
+            found = k;
+            arg = v;
+        }
+    }
     if (found < 0) {
-        lerr(ld, n, "a condition needs one of equals, in, matches, exists");
+        lerr(ld, n, "a condition needs one of equals, in (a list), matches, "
+                    "exists");
         return -1;
     }
     c->op = (cop)found;
@@ -506,7 +519,7 @@ static int compile_cond(ld_t *ld, const hl_ynode *n, cond *c)
     hl_ypair pairs[16];
     size_t np = 0;
     for (size_t i = 0; i < n->u.map.n && np < 16; i++)
-        if (strcmp(n->u.map.pairs[i].key->u.scalar.str, ops[found]))
+        if (n->u.map.pairs[i].value != arg)
             pairs[np++] = n->u.map.pairs[i];
     copy.u.map.pairs = pairs;
     copy.u.map.n = np;
@@ -805,9 +818,9 @@ static json_t *resolve(json_t *root, const char *ptr)
         } else if (json_is_array(cur)) {
             char *end;
             unsigned long i = strtoul(tok, &end, 10);
-            cur = *tok && !*end && isdigit((unsigned char)*tok)
-                      ? json_array_get(cur, i)
-                      : NULL;
+            int canonical = isdigit((unsigned char)*tok) &&
+                            (tok[0] != '0' || !tok[1]); /* no leading 0 */
+            cur = canonical && !*end ? json_array_get(cur, i) : NULL;
         } else {
             cur = NULL;
         }
@@ -1037,18 +1050,21 @@ static char *clean_type(const char *in, const char *kind)
     return hl_buf_take(&b, NULL);
 }
 
+/* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), digit by digit. */
 static int is_rfc3339(const char *s)
 {
-    int y, mo, d, h, mi, se;
-    char tail[64];
-    if (strlen(s) < 20 || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%63s", &y, &mo, &d,
-                                 &h, &mi, &se, tail) != 7)
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    size_t i;
+    for (i = 0; shape[i]; i++)
+        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
+            return 0;
+    int mo = (s[5] - '0') * 10 + s[6] - '0', d = (s[8] - '0') * 10 + s[9] - '0';
+    int h = (s[11] - '0') * 10 + s[12] - '0';
+    int mi = (s[14] - '0') * 10 + s[15] - '0';
+    int se = (s[17] - '0') * 10 + s[18] - '0';
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
         return 0;
-    if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-        s[16] != ':' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
-        mi > 59 || se > 60)
-        return 0;
-    const char *p = tail;
+    const char *p = s + i;
     if (*p == '.') {
         p++;
         if (!isdigit((unsigned char)*p))
@@ -1186,6 +1202,18 @@ static json_t *build_event(evalctx *ec, const hl_mapping *m,
     char *type = clean_type(type_raw ? type_raw : "", m->kind);
     free(type_raw);
     char *sev = field_text(ec, pick(o, m, F_SEVERITY));
+    const spec *table = m->fields[F_SEVERITY];
+    if (sev && o->fields[F_SEVERITY] && table && table->kind == S_LOOKUP) {
+        /* A source's own severity field still goes through the table. */
+        for (char *p = sev; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        json_t *hit = json_object_get(table->value, sev);
+        json_t *dv = hit ? NULL : eval(ec, table->dflt);
+        char *mapped = to_text(hit ? hit : dv);
+        json_decref(dv);
+        free(sev);
+        sev = mapped;
+    }
     int ok = 0;
     for (int i = 0; sev && severities[i]; i++)
         ok |= !strcmp(sev, severities[i]);
@@ -1362,4 +1390,17 @@ int hl_map_apply(const hl_mapping *m, const hl_source_cfg *src,
     }
     *events = out;
     return 0;
+}
+
+int hl_map_raw_pointer(const hl_mapping *m, size_t index, char *out,
+                       size_t cap)
+{
+    if (!m->split) {
+        snprintf(out, cap, "%s", "");
+        return 0;
+    }
+    if (m->split->kind != S_POINTER || m->split->from == FROM_HEADERS)
+        return -1;
+    int n = snprintf(out, cap, "%s/%zu", m->split->text, index);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
 }

@@ -38,4 +38,13 @@ int hl_map_apply(const hl_mapping *m, const hl_source_cfg *src,
                  const hl_inbound *ev, json_t **events, char *why,
                  size_t whylen);
 
+/*
+ * Where data.raw of event `index` (from 0) sits in the webhook's body, as a
+ * JSON Pointer ("" for the whole body), so that storage need not keep the
+ * payload twice. Returns 0, or -1 when the split is not a plain pointer into
+ * the body (then data.raw must be kept with the event).
+ */
+int hl_map_raw_pointer(const hl_mapping *m, size_t index, char *out,
+                       size_t cap);
+
 #endif

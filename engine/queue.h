@@ -56,12 +56,25 @@ typedef struct {
 
 void hl_stored_batch_free(hl_stored_batch *b);
 
+/* One canonical event as stored: its JSON text and the columns that are
+ * searched. Every string is malloc'd and owned by the settle. */
+typedef struct {
+    char *id, *type, *severity, *dedupkey, *time;
+    char *raw_ptr; /* where data.raw is in the webhook's body, or NULL */
+    char *body;    /* the event's JSON; without data.raw when raw_ptr is set */
+} hl_canonical_row;
+
 /* The outcome of normalizing one stored webhook. */
 typedef struct {
     char event_id[HL_ID_LEN + 1];
-    struct json_t *events; /* canonical events (an array), or NULL */
-    char reason[512];      /* why it is unparsed, when events is NULL */
+    char tenant[80], source[80];
+    int parsed;            /* rows hold its events; else reason says why not */
+    hl_canonical_row *rows;
+    size_t n;
+    char reason[512];
 } hl_settle;
+
+void hl_settle_free(hl_settle *st);
 
 /* Called on the writer's thread after a commit that stored new events. */
 typedef void (*hl_commit_hook)(void *ud);
@@ -106,8 +119,9 @@ static inline int hl_queue_read_received(hl_queue *q, int64_t after_seq,
 /* Record a normalization outcome: the canonical events replace any stored
  * for that webhook (normalizing again is idempotent) and the webhook is
  * marked normalized, or unparsed with the reason. Takes ownership of st
- * (malloc'd) and its events; it is committed in order with the intake's
- * writes. Returns 0 or HL_ESHUTDOWN. */
+ * (malloc'd, freed with hl_settle_free) unless it returns HL_EBUSY (too
+ * many wait: try again shortly); outcomes are committed in order, with
+ * intake's writes going first. Returns 0, HL_EBUSY or HL_ESHUTDOWN. */
 static inline int hl_queue_settle_take(hl_queue *q, hl_settle *st)
 {
     return q->ops->settle_take(q, st);

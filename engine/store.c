@@ -19,6 +19,9 @@
 #include <time.h>
 
 #define MAX_BATCH 1024
+#define SETTLE_SHARE 32
+/* Normalization outcomes waiting for the writer, at most. */
+#define MAX_SETTLES 4096
 /* Under load, wait this long for more requests to share one commit. */
 
 /* The writer's work: an inbound webhook to append, or a normalization
@@ -41,7 +44,9 @@ typedef struct {
     int thread_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    job *in_head, *in_tail;
+    job *in_head, *in_tail;   /* intake appends */
+    job *set_head, *set_tail; /* normalization outcomes */
+    size_t nsettles;
     job *out_head, *out_tail;
     int stopping;
     _Atomic uint64_t backlog;
@@ -98,6 +103,7 @@ static const char *const migrations[] = {
     "  severity TEXT NOT NULL,"
     "  dedupkey TEXT,"
     "  time TEXT NOT NULL,"
+    "  raw_ptr TEXT,"
     "  body TEXT NOT NULL"
     ");"
     "CREATE INDEX canonical_event ON canonical(event_id);",
@@ -290,8 +296,8 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
          "DELETE FROM canonical WHERE event_id = ?1"},
         {offsetof(store, st_canon_ins),
          "INSERT INTO canonical (id, event_id, tenant, source, type, "
-         "severity, dedupkey, time, body) "
-         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+         "severity, dedupkey, time, raw_ptr, body) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
         {offsetof(store, st_state),
          "UPDATE events SET state = ?2, state_reason = ?3 WHERE id = ?1 AND "
          "state != ?2"},
@@ -381,34 +387,48 @@ static int write_one(store *s, job *j)
     return rc;
 }
 
-static void bind_opt(sqlite3_stmt *st, int i, const json_t *v)
+void hl_settle_free(hl_settle *st)
 {
-    if (json_is_string(v))
-        sqlite3_bind_text(st, i, json_string_value(v), -1, SQLITE_TRANSIENT);
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->n; i++) {
+        hl_canonical_row *r = &st->rows[i];
+        free(r->id);
+        free(r->type);
+        free(r->severity);
+        free(r->dedupkey);
+        free(r->time);
+        free(r->raw_ptr);
+        free(r->body);
+    }
+    free(st->rows);
+    free(st);
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, i);
 }
 
-static int write_canonical(store *s, const char *event_id, json_t *e)
+static int write_canonical(store *s, const hl_settle *set,
+                           const hl_canonical_row *r)
 {
-    char *body = json_dumps(e, JSON_COMPACT);
-    if (!body)
-        return SQLITE_NOMEM;
     sqlite3_stmt *st = s->st_canon_ins;
-    bind_opt(st, 1, json_object_get(e, "id"));
-    sqlite3_bind_text(st, 2, event_id, -1, SQLITE_STATIC);
-    bind_opt(st, 3, json_object_get(e, "tenant"));
-    const char *src = json_string_value(json_object_get(e, "source"));
-    const char *slash = src ? strrchr(src, '/') : NULL;
-    sqlite3_bind_text(st, 4, slash ? slash + 1 : "", -1, SQLITE_TRANSIENT);
-    bind_opt(st, 5, json_object_get(e, "type"));
-    bind_opt(st, 6, json_object_get(e, "severity"));
-    bind_opt(st, 7, json_object_get(e, "dedupkey"));
-    bind_opt(st, 8, json_object_get(e, "time"));
-    sqlite3_bind_text(st, 9, body, -1, SQLITE_STATIC);
+    bind_opt(st, 1, r->id);
+    bind_opt(st, 2, set->event_id);
+    bind_opt(st, 3, set->tenant);
+    bind_opt(st, 4, set->source);
+    bind_opt(st, 5, r->type);
+    bind_opt(st, 6, r->severity);
+    bind_opt(st, 7, r->dedupkey);
+    bind_opt(st, 8, r->time);
+    bind_opt(st, 9, r->raw_ptr);
+    bind_opt(st, 10, r->body);
     int rc = step_done(st);
     sqlite3_clear_bindings(st);
-    free(body);
     return rc;
 }
 
@@ -419,27 +439,21 @@ static int write_settle(store *s, const hl_settle *st, int *leaving)
     sqlite3_bind_text(s->st_canon_del, 1, st->event_id, -1, SQLITE_STATIC);
     int rc = step_done(s->st_canon_del);
     sqlite3_clear_bindings(s->st_canon_del);
-    size_t i;
-    json_t *e;
-    json_array_foreach(st->events, i, e)
-    {
-        if (rc != SQLITE_OK)
-            break;
-        rc = write_canonical(s, st->event_id, e);
-    }
+    for (size_t i = 0; rc == SQLITE_OK && i < st->n; i++)
+        rc = write_canonical(s, st, &st->rows[i]);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_stmt *u = s->st_state;
     sqlite3_bind_text(u, 1, st->event_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(u, 2, st->events ? "normalized" : "unparsed", -1,
+    sqlite3_bind_text(u, 2, st->parsed ? "normalized" : "unparsed", -1,
                       SQLITE_STATIC);
-    if (st->events)
+    if (st->parsed)
         sqlite3_bind_null(u, 3);
     else
         sqlite3_bind_text(u, 3, st->reason, -1, SQLITE_STATIC);
     rc = step_done(u);
     sqlite3_clear_bindings(u);
-    *leaving = !st->events && sqlite3_changes(s->db) > 0;
+    *leaving = !st->parsed && sqlite3_changes(s->db) > 0;
     return rc;
 }
 
@@ -502,25 +516,54 @@ static void commit_batch(store *s, job *batch, size_t n)
     atomic_fetch_add(&s->commit_us_total, took);
 }
 
-/* Take up to MAX_BATCH queued jobs; returns their count. Holds s->mu. */
-static size_t take(store *s, job **head)
+/* Move up to max jobs from a queue onto *tail; returns how many. */
+static size_t take_from(job **head, job **qtail, size_t max, job ***tail)
 {
     size_t n = 0;
-    job *first = s->in_head, *last = NULL;
-    for (job *j = first; j && n < MAX_BATCH; j = j->next) {
-        last = j;
+    while (*head && n < max) {
+        job *j = *head;
+        *head = j->next;
+        j->next = NULL;
+        **tail = j;
+        *tail = &j->next;
         n++;
     }
-    if (!n) {
-        *head = NULL;
-        return 0;
-    }
-    s->in_head = last->next;
-    if (!s->in_head)
-        s->in_tail = NULL;
-    last->next = NULL;
-    *head = first;
+    if (!*head)
+        *qtail = NULL;
     return n;
+}
+
+/* A batch: intake first, up to MAX_BATCH. Normalization outcomes share the
+ * commit, but while intake is busy only SETTLE_SHARE of them, so intake
+ * keeps its latency and normalizing still moves. Holds s->mu. */
+static size_t take(store *s, job **batch)
+{
+    job **tail = batch;
+    *batch = NULL;
+    size_t n = take_from(&s->in_head, &s->in_tail, MAX_BATCH, &tail);
+    size_t m = take_from(&s->set_head, &s->set_tail,
+                         n ? SETTLE_SHARE : MAX_BATCH, &tail);
+    s->nsettles -= m;
+    return n + m;
+}
+
+/* Settles have no one to answer: free them here, off the loop. A settle
+ * whose commit failed is read and normalized again later. */
+static job *drop_settles(job *batch)
+{
+    job *head = NULL, **tail = &head;
+    for (job *j = batch, *next; j; j = next) {
+        next = j->next;
+        j->next = NULL;
+        if (j->settle) {
+            hl_settle_free(j->settle);
+            free(j);
+        } else {
+            *tail = j;
+            tail = &j->next;
+        }
+    }
+    return head;
 }
 
 static void *writer(void *arg)
@@ -528,9 +571,9 @@ static void *writer(void *arg)
     store *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->in_head && !s->stopping)
+        while (!s->in_head && !s->set_head && !s->stopping)
             pthread_cond_wait(&s->cv, &s->mu);
-        if (!s->in_head && s->stopping) {
+        if (!s->in_head && !s->set_head && s->stopping) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
@@ -539,6 +582,9 @@ static void *writer(void *arg)
         pthread_mutex_unlock(&s->mu);
 
         commit_batch(s, batch, n);
+        batch = drop_settles(batch);
+        if (!batch)
+            continue;
 
         pthread_mutex_lock(&s->mu);
         job *tail = batch;
@@ -620,12 +666,7 @@ static void deliver_results(store *s)
     pthread_mutex_unlock(&s->mu);
     while (j) {
         job *next = j->next;
-        if (j->settle) {
-            json_decref(j->settle->events);
-            free(j->settle);
-        } else {
-            j->cb(j->ud, &j->res);
-        }
+        j->cb(j->ud, &j->res);
         free(j);
         j = next;
     }
@@ -656,33 +697,38 @@ static int store_settle_take(hl_queue *q, hl_settle *st)
     store *s = (store *)q;
     job *j = calloc(1, sizeof *j);
     if (!j) {
-        json_decref(st->events);
-        free(st);
+        hl_settle_free(st);
         return HL_ENOMEM;
     }
     j->settle = st;
     int rc = enqueue(s, j);
-    if (rc) {
-        json_decref(st->events);
-        free(st);
-    }
+    if (rc && rc != HL_EBUSY)
+        hl_settle_free(st);
     return rc;
 }
 
-/* Hand a job to the writer; on refusal the job is freed. */
+/* Hand a job to the writer; on refusal the job is freed. Outcomes of
+ * normalizing are refused with HL_EBUSY while MAX_SETTLES wait. */
 static int enqueue(store *s, job *j)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
+    int rc = s->stopping                                ? HL_ESHUTDOWN
+             : j->settle && s->nsettles >= MAX_SETTLES ? HL_EBUSY
+                                                        : 0;
+    if (rc) {
         pthread_mutex_unlock(&s->mu);
         free(j);
-        return HL_ESHUTDOWN;
+        return rc;
     }
-    if (s->in_tail)
-        s->in_tail->next = j;
+    job **head = j->settle ? &s->set_head : &s->in_head;
+    job **tail = j->settle ? &s->set_tail : &s->in_tail;
+    if (*tail)
+        (*tail)->next = j;
     else
-        s->in_head = j;
-    s->in_tail = j;
+        *head = j;
+    *tail = j;
+    if (j->settle)
+        s->nsettles++;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;

@@ -56,14 +56,33 @@ def wait_state(db_path, event_id, timeout=15):
     raise AssertionError(f"event {event_id} was never normalized")
 
 
+def resolve(doc, pointer):
+    for token in pointer.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        doc = doc[int(token)] if isinstance(doc, list) else doc[token]
+    return doc
+
+
 def canonical(db_path, event_id):
+    """The stored canonical events, data.raw put back from the webhook's
+    body where the row keeps only a pointer to it."""
     db = sqlite3.connect(db_path)
     try:
-        rows = db.execute("SELECT id, type, severity, dedupkey, body FROM canonical "
-                          "WHERE event_id = ? ORDER BY id", (event_id,)).fetchall()
+        rows = db.execute("SELECT id, type, severity, dedupkey, raw_ptr, body "
+                          "FROM canonical WHERE event_id = ? ORDER BY id",
+                          (event_id,)).fetchall()
+        body = db.execute("SELECT body FROM events WHERE id = ?",
+                          (event_id,)).fetchone()[0]
     finally:
         db.close()
-    return [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+    out = []
+    for cid, ctype, sev, dedup, raw_ptr, text in rows:
+        ev = json.loads(text)
+        if raw_ptr is not None:
+            assert "raw" not in ev["data"], "data.raw stored twice"
+            ev["data"]["raw"] = resolve(json.loads(bytes(body)), raw_ptr)
+        out.append((cid, ctype, sev, dedup, ev))
+    return out
 
 
 def test_alertmanager_group_becomes_one_event_per_alert(engine, tmp_path):
