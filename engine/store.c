@@ -20,6 +20,9 @@
 
 #define MAX_BATCH 1024
 #define SETTLE_SHARE 32
+/* A commit of normalization outcomes alone stays short, so intake that
+ * arrives meanwhile waits little. */
+#define SETTLE_ALONE 64
 /* Normalization outcomes waiting for the writer, at most. */
 #define MAX_SETTLES 4096
 /* Under load, wait this long for more requests to share one commit. */
@@ -52,6 +55,11 @@ typedef struct {
     _Atomic uint64_t backlog;
     sqlite3_stmt *st_begin, *st_commit, *st_rollback, *st_insert, *st_find;
     sqlite3_stmt *st_canon_del, *st_canon_ins, *st_state;
+    /* Commits of normalization outcomes alone need no fsync: lost in a
+     * power cut, the webhooks are still 'received' and are normalized
+     * again. The next intake commit's fsync covers them anyway. */
+    sqlite3_stmt *st_sync_relaxed, *st_sync_full;
+    int full_sync, relaxed;
     /* The normalizer reads on its own connection. */
     sqlite3 *rd_db;
     sqlite3_stmt *st_read;
@@ -298,6 +306,8 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
          "INSERT INTO canonical (id, event_id, tenant, source, type, "
          "severity, dedupkey, time, raw_ptr, body) "
          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+        {offsetof(store, st_sync_relaxed), "PRAGMA synchronous = NORMAL"},
+        {offsetof(store, st_sync_full), "PRAGMA synchronous = FULL"},
         {offsetof(store, st_state),
          "UPDATE events SET state = ?2, state_reason = ?3 WHERE id = ?1 AND "
          "state != ?2"},
@@ -465,8 +475,23 @@ static uint64_t now_us(void)
 }
 
 /* One transaction for the whole batch; on any failure every job fails. */
+/* Full durability for commits that answer requests, relaxed for the rest. */
+static void set_sync(store *s, const job *batch)
+{
+    if (!s->full_sync)
+        return;
+    int intake = 0;
+    for (const job *j = batch; j && !intake; j = j->next)
+        intake = !j->settle;
+    if (intake == !s->relaxed)
+        return;
+    step_done(intake ? s->st_sync_full : s->st_sync_relaxed);
+    s->relaxed = !intake;
+}
+
 static void commit_batch(store *s, job *batch, size_t n)
 {
+    set_sync(s, batch);
     uint64_t t0 = now_us();
     int rc = step_done(s->st_begin);
     uint64_t leaving = 0;
@@ -534,15 +559,16 @@ static size_t take_from(job **head, job **qtail, size_t max, job ***tail)
 }
 
 /* A batch: intake first, up to MAX_BATCH. Normalization outcomes share the
- * commit, but while intake is busy only SETTLE_SHARE of them, so intake
- * keeps its latency and normalizing still moves. Holds s->mu. */
+ * commit, but while intake is busy only SETTLE_SHARE of them, and at most
+ * SETTLE_ALONE without intake, so intake keeps its latency and normalizing
+ * still moves. Holds s->mu. */
 static size_t take(store *s, job **batch)
 {
     job **tail = batch;
     *batch = NULL;
     size_t n = take_from(&s->in_head, &s->in_tail, MAX_BATCH, &tail);
     size_t m = take_from(&s->set_head, &s->set_tail,
-                         n ? SETTLE_SHARE : MAX_BATCH, &tail);
+                         n ? SETTLE_SHARE : SETTLE_ALONE, &tail);
     s->nsettles -= m;
     return n + m;
 }
@@ -833,7 +859,8 @@ static void finalize_all(store *s)
 {
     sqlite3_stmt *all[] = {s->st_begin,     s->st_commit,   s->st_rollback,
                            s->st_insert,    s->st_find,     s->st_canon_del,
-                           s->st_canon_ins, s->st_state,    s->st_read};
+                           s->st_canon_ins, s->st_state,    s->st_read,
+                           s->st_sync_relaxed, s->st_sync_full};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
 }
@@ -969,6 +996,7 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
                     "%s: the file system does not support SQLite's WAL mode; "
                     "put storage.path on a local disk",
                     path);
+    s->full_sync = cfg->durability == HL_DURABILITY_FULL;
     if ((rc = migrate(s->db, path, err, errlen)))
         return rc;
     if (cfg->max_size) {
