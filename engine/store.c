@@ -19,9 +19,10 @@
 #include <time.h>
 
 #define MAX_BATCH 1024
-#define SETTLE_SHARE 32
-/* A commit of normalization outcomes alone stays short, so intake that
- * arrives meanwhile waits little. */
+/* Normalization outcomes are committed apart from intake: an intake commit
+ * stays small and its fsync short. A commit of outcomes alone stays short
+ * too (SETTLE_ALONE, no fsync), so intake arriving meanwhile waits little. */
+#define SETTLE_SHARE 0
 #define SETTLE_ALONE 64
 /* Normalization outcomes waiting for the writer, at most. */
 #define MAX_SETTLES 4096
@@ -558,10 +559,8 @@ static size_t take_from(job **head, job **qtail, size_t max, job ***tail)
     return n;
 }
 
-/* A batch: intake first, up to MAX_BATCH. Normalization outcomes share the
- * commit, but while intake is busy only SETTLE_SHARE of them, and at most
- * SETTLE_ALONE without intake, so intake keeps its latency and normalizing
- * still moves. Holds s->mu. */
+/* A batch: intake first, up to MAX_BATCH; normalization outcomes (up to
+ * SETTLE_SHARE beside intake, SETTLE_ALONE without). Holds s->mu. */
 static size_t take(store *s, job **batch)
 {
     job **tail = batch;
