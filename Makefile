@@ -98,8 +98,10 @@ $(BUILD)/test/unit/%: tests/unit/%.c $(BUILD)/test/libhookline.a
 	$(CC) $(ALL_CFLAGS) $(SAN_FLAGS) -o $@ $< $(BUILD)/test/libhookline.a \
 	    $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
 
-# The release binary is built too: -O2 finds warnings -O1 does not.
-test-build: $(BUILD)/hookline $(BUILD)/test/hookline $(UNIT_BIN)
+# The release binary is built too: -O2 finds warnings -O1 does not. The
+# fuzz targets are built so they cannot rot, and tests/run replays their
+# corpora (every past crash is kept there).
+test-build: $(BUILD)/hookline $(BUILD)/test/hookline $(UNIT_BIN) $(FUZZ_BIN)
 
 run: deps $(BUILD)/hookline
 	@mkdir -p var

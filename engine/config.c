@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "err.h"
+#include "keypath.h"
 #include "verify.h"
 
 #include <arpa/inet.h>
@@ -31,8 +32,7 @@ struct hl_config_mem {
 typedef struct {
     hl_config *cfg;
     hl_diags *d;
-    char path[512];
-    size_t pathlen;
+    hl_keypath kp;
     int oom;
 } ld_t;
 
@@ -58,32 +58,9 @@ static void *ld_alloc(ld_t *ld, size_t size)
     return p;
 }
 
-static size_t path_push(ld_t *ld, const char *fmt, ...)
-{
-    size_t mark = ld->pathlen;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(ld->path + ld->pathlen, sizeof ld->path - ld->pathlen,
-                      fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        ld->pathlen += (size_t)n;
-    if (ld->pathlen >= sizeof ld->path)
-        ld->pathlen = sizeof ld->path - 1;
-    return mark;
-}
-
-/* A key segment: ".key", or "key" at the top. */
-static size_t path_key(ld_t *ld, const char *key)
-{
-    return path_push(ld, ld->pathlen ? ".%s" : "%s", key);
-}
-
-static void path_pop(ld_t *ld, size_t mark)
-{
-    ld->pathlen = mark;
-    ld->path[mark] = 0;
-}
+#define path_push(ld, ...) hl_keypath_push(&(ld)->kp, __VA_ARGS__)
+#define path_key(ld, key) hl_keypath_key(&(ld)->kp, key)
+#define path_pop(ld, mark) hl_keypath_pop(&(ld)->kp, mark)
 
 __attribute__((format(printf, 4, 5))) static void
 ld_msg(ld_t *ld, hl_diag_kind kind, const hl_ynode *n, const char *fmt, ...)
@@ -94,7 +71,7 @@ ld_msg(ld_t *ld, hl_diag_kind kind, const hl_ynode *n, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     hl_diags_add(ld->d, kind, ld->cfg->file, n ? n->line : 0, n ? n->col : 0,
-                 ld->path, "%s", buf);
+                 ld->kp.s, "%s", buf);
 }
 
 #define ld_err(ld, n, ...) ld_msg(ld, HL_DIAG_ERROR, n, __VA_ARGS__)
@@ -298,36 +275,38 @@ static const char *fmt_number(double v, char *buf, size_t cap)
     return buf;
 }
 
-/* The largest unit that divides ms exactly: 100ms, 30s, 1h, 3650d. */
-static const char *fmt_duration(double v, char *buf, size_t cap)
+typedef struct {
+    const char *name;
+    double size;
+} unit;
+
+/* v in the largest unit that divides it exactly, else in the base unit. */
+static const char *fmt_units(double v, const unit *units, size_t n,
+                             const char *base, char *buf, size_t cap)
 {
-    static const struct {
-        const char *unit;
-        double ms;
-    } units[] = {{"d", 86400000.0}, {"h", 3600000.0}, {"m", 60000.0},
-                 {"s", 1000.0}};
-    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
-        if (v >= units[i].ms && fmod(v, units[i].ms) == 0) {
-            snprintf(buf, cap, "%.0f%s", v / units[i].ms, units[i].unit);
+    for (size_t i = 0; i < n; i++)
+        if (v >= units[i].size && fmod(v, units[i].size) == 0) {
+            snprintf(buf, cap, "%.0f%s", v / units[i].size, units[i].name);
             return buf;
         }
-    snprintf(buf, cap, "%.0fms", v);
+    snprintf(buf, cap, "%.0f%s", v, base);
     return buf;
 }
 
+/* 100ms, 30s, 1h, 3650d. */
+static const char *fmt_duration(double v, char *buf, size_t cap)
+{
+    static const unit units[] = {{"d", 86400000.0}, {"h", 3600000.0},
+                                 {"m", 60000.0},    {"s", 1000.0}};
+    return fmt_units(v, units, 4, "ms", buf, cap);
+}
+
+/* 1KiB, 1GiB, 512 bytes. */
 static const char *fmt_size(double v, char *buf, size_t cap)
 {
-    static const struct {
-        const char *unit;
-        double bytes;
-    } units[] = {{"GiB", 1073741824.0}, {"MiB", 1048576.0}, {"KiB", 1024.0}};
-    for (size_t i = 0; i < sizeof units / sizeof *units; i++)
-        if (v >= units[i].bytes && fmod(v, units[i].bytes) == 0) {
-            snprintf(buf, cap, "%.0f%s", v / units[i].bytes, units[i].unit);
-            return buf;
-        }
-    snprintf(buf, cap, "%.0f bytes", v);
-    return buf;
+    static const unit units[] = {
+        {"GiB", 1073741824.0}, {"MiB", 1048576.0}, {"KiB", 1024.0}};
+    return fmt_units(v, units, 3, " bytes", buf, cap);
 }
 
 /* "from 100ms to 1h" for a key's bounds, into buf. */
@@ -490,7 +469,7 @@ static int parse_list(ld_t *ld, const hl_ynode *n, const key *k,
     for (size_t i = 0; i < count; i++) {
         const hl_ynode *it = n->type == HL_YSEQ ? n->u.seq.items[i] : n;
         size_t mark = n->type == HL_YSEQ ? path_push(ld, "[%zu]", i)
-                                         : ld->pathlen;
+                                         : ld->kp.len;
         if (it->type != HL_YSCALAR) {
             ld_err(ld, it, "expected a string, got %s", got(it));
             rc = HL_ECONFIG;
@@ -633,7 +612,7 @@ static int load_section(ld_t *ld, const hl_ynode *n, const key *keys,
             path_pop(ld, mark);
             ld_err(ld, v ? v : at, "missing required key '%s'", k->name);
             r = HL_ECONFIG;
-            mark = ld->pathlen;
+            mark = ld->kp.len;
         } else {
             r = apply_default(ld, k, base);
         }
@@ -1357,7 +1336,7 @@ static void finish_retry(ld_t *ld, hl_retry_cfg *r, const hl_ynode *n)
     }
     if (r->exponential && r->max_ms && r->max_ms < r->base_ms) {
         size_t mark = path_push(ld, "%sretry.exponential.max",
-                                ld->pathlen ? "." : "");
+                                ld->kp.len ? "." : "");
         ld_err(ld, node_at(node_at(n, "retry", "exponential"), "max", NULL),
                "max must not be smaller than base");
         path_pop(ld, mark);

@@ -3,6 +3,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "keypath.h"
 #include "template.h"
 #include "ydoc.h"
 
@@ -148,8 +149,7 @@ static void mapping_free(hl_mapping *m)
 typedef struct {
     hl_diags *d;
     const char *file;
-    char path[256];
-    size_t pathlen;
+    hl_keypath kp;
     int errors;
 } ld_t;
 
@@ -162,35 +162,13 @@ lerr(ld_t *ld, const hl_ynode *n, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     hl_diags_add(ld->d, HL_DIAG_ERROR, ld->file, n ? n->line : 0,
-                 n ? n->col : 0, ld->path, "%s", buf);
+                 n ? n->col : 0, ld->kp.s, "%s", buf);
     ld->errors++;
 }
 
-static size_t push(ld_t *ld, const char *fmt, ...)
-{
-    size_t mark = ld->pathlen;
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(ld->path + ld->pathlen, sizeof ld->path - ld->pathlen,
-                      fmt, ap);
-    va_end(ap);
-    if (w > 0)
-        ld->pathlen += (size_t)w;
-    if (ld->pathlen >= sizeof ld->path)
-        ld->pathlen = sizeof ld->path - 1;
-    return mark;
-}
-
-static void pop(ld_t *ld, size_t mark)
-{
-    ld->pathlen = mark;
-    ld->path[mark] = 0;
-}
-
-static size_t push_key(ld_t *ld, const char *key)
-{
-    return push(ld, ld->pathlen ? ".%s" : "%s", key);
-}
+#define push(ld, ...) hl_keypath_push(&(ld)->kp, __VA_ARGS__)
+#define push_key(ld, key) hl_keypath_key(&(ld)->kp, key)
+#define pop(ld, mark) hl_keypath_pop(&(ld)->kp, mark)
 
 static json_t *node_json(const hl_ynode *n)
 {
