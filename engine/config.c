@@ -937,26 +937,28 @@ static int parse_redact_rule(ld_t *ld, const hl_ynode *n, hl_redact_rule *out)
     return rc;
 }
 
+/* field is a hl_redact_rule pointer followed by its count (a policy's
+ * redact, storage.redact_at_rest). */
 static int parse_redact(ld_t *ld, const hl_ynode *n, void *field)
 {
-    hl_policy_cfg *p =
-        (hl_policy_cfg *)((char *)field - offsetof(hl_policy_cfg, redact));
+    hl_redact_rule **rules = field;
+    size_t *count = (size_t *)((char *)field + sizeof(hl_redact_rule *));
     if (n->type != HL_YSEQ) {
         ld_err(ld, n, "expected a list of pack names and rules, got %s",
                got(n));
         return HL_ECONFIG;
     }
-    p->redact = ld_alloc(ld, (n->u.seq.n ? n->u.seq.n : 1) * sizeof *p->redact);
-    if (!p->redact)
+    *rules = ld_alloc(ld, (n->u.seq.n ? n->u.seq.n : 1) * sizeof **rules);
+    if (!*rules)
         return HL_ENOMEM;
     int rc = 0;
     for (size_t i = 0; i < n->u.seq.n; i++) {
         size_t mark = path_push(ld, "[%zu]", i);
-        if (parse_redact_rule(ld, n->u.seq.items[i], &p->redact[i]))
+        if (parse_redact_rule(ld, n->u.seq.items[i], &(*rules)[i]))
             rc = HL_ECONFIG;
         path_pop(ld, mark);
     }
-    p->n_redact = rc ? 0 : n->u.seq.n;
+    *count = rc ? 0 : n->u.seq.n;
     return rc;
 }
 
@@ -1058,6 +1060,8 @@ static const key storage_keys[] = {
          1e12),
     KNUM("max_size", K_SIZE, hl_storage_cfg, max_size, 0, NULL, 1024 * 1024,
          1e15),
+    KFN("redact_at_rest", hl_storage_cfg, redact_at_rest, 0, NULL,
+        parse_redact),
     {"retention", K_SECTION, 0, 0, NULL, NULL, 0, 0, retention_keys, NULL, 0},
     END_KEYS};
 

@@ -36,6 +36,8 @@ typedef enum {
     HL_DURABILITY_NORMAL,
 } hl_durability;
 
+struct hl_redact_rule;
+
 typedef struct {
     const char *path;
     int durability; /* hl_durability */
@@ -43,6 +45,9 @@ typedef struct {
     uint64_t max_size; /* bytes; 0: no limit */
     uint64_t retention_delivered_ms;
     uint64_t retention_failed_ms;
+    /* Redaction applied to webhook bodies before they are stored. */
+    struct hl_redact_rule *redact_at_rest;
+    size_t n_redact_at_rest;
 } hl_storage_cfg;
 
 typedef struct {
@@ -183,7 +188,7 @@ typedef enum {
     HL_REDACT_HASH,
 } hl_redact_action;
 
-typedef struct {
+typedef struct hl_redact_rule {
     int kind;           /* hl_redact_kind */
     const char *value;  /* pack name, path (JSON Pointer or glob) or regex */
     int action;         /* hl_redact_action */

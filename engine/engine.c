@@ -6,6 +6,7 @@
 #include "intake.h"
 #include "log.h"
 #include "normalize.h"
+#include "redact.h"
 #include "store.h"
 
 #include <signal.h>
@@ -162,7 +163,9 @@ static void reload(engine *e)
     HL_INFO("config", "reloading", "file", e->config_path);
     hl_mappings *maps = NULL;
     int rc = hl_config_load(e->config_path, &d, &next);
-    if (!rc && (rc = hl_mappings_for_config(next, &d, &maps))) {
+    if (!rc && (rc = hl_mappings_for_config(next, &d, &maps) |
+                     hl_redactors_check(next, &d))) {
+        hl_mappings_destroy(maps);
         hl_config_destroy(next);
         next = NULL;
     }

@@ -7,9 +7,11 @@
 #include "jsontext.h"
 #include "log.h"
 #include "rate.h"
+#include "redact.h"
 #include "verify.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@ typedef struct {
 struct hl_intake {
     hl_queue *queue;
     hl_config *cfg;
+    hl_redactor *at_rest; /* storage.redact_at_rest, or NULL */
     limiter *limits;
     size_t n_limits;
     uint64_t inflight; /* appended, not yet committed or failed */
@@ -39,6 +42,7 @@ typedef struct {
     hl_config *cfg; /* a reference, held until the answer */
     hl_inbound ev;
     char *headers_json;
+    char *redacted_body; /* what is stored instead of the body, or NULL */
     char corr[MAX_REQUEST_ID + 1];
 } pending;
 
@@ -73,15 +77,37 @@ static int build_limits(hl_intake *in, hl_config *cfg)
     return 0;
 }
 
+/* The storage.redact_at_rest redactor of cfg (NULL when none is set). */
+static int build_at_rest(const hl_config *cfg, hl_redactor **out)
+{
+    *out = NULL;
+    if (!cfg->storage.n_redact_at_rest)
+        return 0;
+    hl_diags d = {0};
+    int rc = hl_redactor_for(cfg, cfg->storage.redact_at_rest,
+                             cfg->storage.n_redact_at_rest, &d, out);
+    char line[1024];
+    for (size_t i = 0; i < d.n; i++) {
+        hl_diag_format(&d.v[i], line, sizeof line);
+        HL_ERROR("intake", line);
+    }
+    hl_diags_free(&d);
+    return rc;
+}
+
 int hl_intake_create(hl_queue *q, hl_config *cfg, hl_intake **out)
 {
     hl_intake *in = calloc(1, sizeof *in);
     if (!in)
         return HL_ENOMEM;
     in->queue = q;
-    if (build_limits(in, cfg)) {
+    int rc = build_limits(in, cfg);
+    if (!rc)
+        rc = build_at_rest(cfg, &in->at_rest);
+    if (rc) {
+        free(in->limits);
         free(in);
-        return HL_ENOMEM;
+        return rc;
     }
     in->cfg = hl_config_retain(cfg);
     *out = in;
@@ -92,6 +118,14 @@ void hl_intake_set_config(hl_intake *in, hl_config *cfg)
 {
     if (build_limits(in, cfg))
         HL_ERROR("intake", "out of memory; source rate limits unchanged");
+    hl_redactor *r;
+    if (build_at_rest(cfg, &r)) {
+        HL_ERROR("intake", "storage.redact_at_rest could not be built; "
+                           "the previous one stays in force");
+    } else {
+        hl_redactor_destroy(in->at_rest);
+        in->at_rest = r;
+    }
     hl_config *old = in->cfg;
     in->cfg = hl_config_retain(cfg);
     hl_config_destroy(old);
@@ -107,6 +141,7 @@ void hl_intake_destroy(hl_intake *in)
     if (!in)
         return;
     free(in->limits);
+    hl_redactor_destroy(in->at_rest);
     hl_config_destroy(in->cfg);
     free(in);
 }
@@ -285,6 +320,7 @@ static void on_appended(void *ud, const hl_append_result *res)
                         "application/json", extra, body, (size_t)n);
     }
     free(p->headers_json);
+    free(p->redacted_body);
     hl_config_destroy(p->cfg);
     free(p);
 }
@@ -360,6 +396,34 @@ static int admit(hl_intake *in, hl_http_req *req, const hl_source_cfg *src,
     return 0;
 }
 
+/* storage.redact_at_rest: what is stored is the redacted body (JSON is
+ * written again compactly; other bodies are redacted as text). Signatures
+ * were checked on the body as received. */
+static int redact_at_rest(const hl_redactor *r, pending *p)
+{
+    json_t *doc = json_loadb(p->ev.body, p->ev.body_len,
+                             JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    size_t len = 0;
+    if (doc) {
+        int n = hl_redact_json(r, doc);
+        if (n > 0)
+            p->redacted_body = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(doc);
+        if (n < 0 || (n > 0 && !p->redacted_body))
+            return -1;
+        if (!n)
+            return 0;
+        len = strlen(p->redacted_body);
+    } else {
+        p->redacted_body = hl_redact_text(r, p->ev.body, p->ev.body_len, &len);
+        if (!p->redacted_body)
+            return -1;
+    }
+    p->ev.body = p->redacted_body;
+    p->ev.body_len = len;
+    return 0;
+}
+
 void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
 {
     char corr[MAX_REQUEST_ID + 1];
@@ -432,6 +496,17 @@ void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
     p->ev.headers_json = headers;
     p->ev.body = req->body;
     p->ev.body_len = req->body_len;
+    if (in->at_rest && redact_at_rest(in->at_rest, p)) {
+        free(headers);
+        free(p->redacted_body);
+        hl_config_destroy(p->cfg);
+        free(p);
+        answer_error(req, corr, 503, "unavailable",
+                     "the body could not be redacted for storage; it was not "
+                     "accepted, retry later",
+                     1);
+        return;
+    }
     p->ev.received_ms = now;
     in->inflight++;
     int rc = hl_queue_append(in->queue, &p->ev, on_appended, p);

@@ -4,6 +4,7 @@
 #include "err.h"
 #include "log.h"
 #include "normalize.h"
+#include "redact.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -119,7 +120,10 @@ static int load_for(int argc, char **argv, const char *usage,
     *cfg = NULL;
     *maps = NULL;
     hl_config_load(*path, d, cfg);
-    if (*cfg && hl_mappings_for_config(*cfg, d, maps)) {
+    if (*cfg && (hl_mappings_for_config(*cfg, d, maps) |
+                 hl_redactors_check(*cfg, d))) {
+        hl_mappings_destroy(*maps);
+        *maps = NULL;
         hl_config_destroy(*cfg);
         *cfg = NULL;
     }

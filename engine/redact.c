@@ -1426,3 +1426,60 @@ char *hl_redact_text(const hl_redactor *r, const char *text, size_t len,
         *out_len = n;
     return s;
 }
+
+int hl_redactor_for(const hl_config *cfg, const hl_redact_rule *rules,
+                    size_t n, hl_diags *d, hl_redactor **out)
+{
+    char base[4000], dir[4096];
+    if (hl_config_find_dir(cfg->policies_path, "policies", base,
+                           sizeof base)) {
+        hl_diags_add(d, HL_DIAG_ERROR, cfg->file, 0, 0, "policies_path",
+                     "%s: no such folder; set policies_path to the folder "
+                     "holding redact/",
+                     base);
+        return HL_ECONFIG;
+    }
+    snprintf(dir, sizeof dir, "%s/redact", base);
+    return hl_redactor_create(rules, n, dir, NULL, 0, d, out);
+}
+
+/* Build one redactor and drop it, with its messages under path. */
+static int check_one(const hl_config *cfg, const hl_redact_rule *rules,
+                     size_t n, const char *path, hl_diags *d)
+{
+    if (!n)
+        return 0;
+    hl_diags local = {0};
+    hl_redactor *r = NULL;
+    int rc = hl_redactor_for(cfg, rules, n, &local, &r);
+    for (size_t i = 0; i < local.n; i++) {
+        hl_diag *m = &local.v[i];
+        char at[300];
+        /* Messages about the rules given here belong to the configuration
+         * file; those about pack files keep their own file. */
+        int ours = !m->file || !strcmp(m->file, cfg->file);
+        snprintf(at, sizeof at, "%s%s%s", path,
+                 m->path && ours ? "." : "", m->path && ours ? m->path : "");
+        hl_diags_add(d, m->kind, ours ? cfg->file : m->file, m->line, m->col,
+                     ours ? at : m->path, "%s", m->msg);
+    }
+    hl_diags_free(&local);
+    hl_redactor_destroy(r);
+    return rc;
+}
+
+int hl_redactors_check(const hl_config *cfg, hl_diags *d)
+{
+    int rc = 0;
+    char path[160];
+    for (size_t i = 0; i < cfg->n_policies; i++) {
+        snprintf(path, sizeof path, "policies.%s", cfg->policies[i].name);
+        if (check_one(cfg, cfg->policies[i].redact, cfg->policies[i].n_redact,
+                      path, d))
+            rc = HL_ECONFIG;
+    }
+    if (check_one(cfg, cfg->storage.redact_at_rest,
+                  cfg->storage.n_redact_at_rest, "storage", d))
+        rc = HL_ECONFIG;
+    return rc;
+}

@@ -96,4 +96,12 @@ char *hl_redact_text(const hl_redactor *r, const char *text, size_t len,
 
 void hl_redactor_destroy(hl_redactor *r);
 
+/* The redactor of rules with the packs of cfg's policies folder
+ * (hl_config_find_dir(cfg->policies_path, "policies")/redact). */
+int hl_redactor_for(const hl_config *cfg, const hl_redact_rule *rules,
+                    size_t n, hl_diags *d, hl_redactor **out);
+/* Build every redactor cfg names (each policy's, storage.redact_at_rest),
+ * so that check and reload report their problems; 0 or HL_ECONFIG. */
+int hl_redactors_check(const hl_config *cfg, hl_diags *d);
+
 #endif
