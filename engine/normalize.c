@@ -23,6 +23,9 @@
 /* Now and then the whole queue is read again, so a webhook whose outcome
  * could not be committed (a full disk) is normalized again. */
 #define RESCAN_MS 60000
+/* After a reload, how long the retry of unparsed webhooks may take to be
+ * committed before the queue is read from the start. */
+#define RETRY_DELAY_MS 300
 
 struct hl_normalizer {
     hl_queue *q;
@@ -36,6 +39,7 @@ struct hl_normalizer {
     pthread_cond_t cv;
     _Atomic int stopping;
     int woken;
+    _Atomic uint64_t rescan_at; /* read from the start again after then */
     _Atomic uint64_t normalized, events, unparsed;
 };
 
@@ -206,7 +210,6 @@ static void *run(void *arg)
         setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19))
         HL_DEBUG("normalize", "could not lower the thread's priority");
     int64_t last = 0;
-    uint64_t rescan_at = mono_ms() + RESCAN_MS;
     for (;;) {
         hl_stored_batch b;
         if (hl_queue_read_received(n->q, last, BATCH, &b)) {
@@ -241,9 +244,9 @@ static void *run(void *arg)
             break;
         if (got == BATCH)
             continue;
-        if (mono_ms() >= rescan_at) {
+        if (mono_ms() >= n->rescan_at) {
             last = 0;
-            rescan_at = mono_ms() + RESCAN_MS;
+            n->rescan_at = mono_ms() + RESCAN_MS;
         }
         if (wait_for_more(n, IDLE_WAIT_MS))
             break;
@@ -262,6 +265,7 @@ int hl_normalizer_start(hl_queue *q, hl_config *cfg, hl_mappings *maps,
     n->q = q;
     n->cfg = hl_config_retain(cfg);
     n->maps = maps;
+    n->rescan_at = mono_ms() + RESCAN_MS;
     pthread_mutex_init(&n->mu, NULL);
     pthread_mutex_init(&n->wmu, NULL);
     pthread_cond_init(&n->cv, NULL);
@@ -291,6 +295,11 @@ void hl_normalizer_set_config(hl_normalizer *n, hl_config *cfg,
     pthread_mutex_unlock(&n->mu);
     hl_config_destroy(old);
     hl_mappings_destroy(old_maps);
+    /* A fixed mapping may fit what did not: unparsed webhooks go back in
+     * line, and are read again once that has been committed. */
+    if (hl_queue_retry_unparsed(n->q))
+        HL_WARN("normalize", "could not queue unparsed events again");
+    n->rescan_at = mono_ms() + RETRY_DELAY_MS;
     wake(n);
 }
 

@@ -19,7 +19,7 @@ int hl_mappings_for_config(const hl_config *cfg, hl_diags *d,
 int hl_normalizer_start(hl_queue *q, hl_config *cfg, hl_mappings *maps,
                         hl_normalizer **out);
 /* Use cfg (a new reference is taken) and maps (taken) from the next
- * webhook on. */
+ * webhook on; unparsed webhooks are normalized again with them. */
 void hl_normalizer_set_config(hl_normalizer *n, hl_config *cfg,
                               hl_mappings *maps);
 /* Finish the webhook in hand, stop the thread and free everything. Call

@@ -88,6 +88,7 @@ typedef struct {
                          hl_stored_batch *out);
     int (*settle_take)(hl_queue *q, hl_settle *st);
     void (*on_commit)(hl_queue *q, hl_commit_hook fn, void *ud);
+    int (*retry_unparsed)(hl_queue *q);
 } hl_queue_ops;
 
 struct hl_queue {
@@ -132,6 +133,13 @@ static inline void hl_queue_on_commit(hl_queue *q, hl_commit_hook fn,
                                       void *ud)
 {
     q->ops->on_commit(q, fn, ud);
+}
+
+/* Put every unparsed webhook back in line to be normalized (after a
+ * mapping was fixed). Queued for the writer; 0 or HL_ESHUTDOWN. */
+static inline int hl_queue_retry_unparsed(hl_queue *q)
+{
+    return q->ops->retry_unparsed(q);
 }
 
 /* Finish every queued append (their callbacks run), then close. Call on the

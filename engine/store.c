@@ -36,6 +36,7 @@ typedef struct job {
     void *ud;
     hl_append_result res;
     hl_settle *settle;
+    int retry_unparsed; /* put unparsed webhooks back to 'received' */
     struct job *next;
 } job;
 
@@ -59,7 +60,7 @@ typedef struct {
     /* Commits of normalization outcomes alone need no fsync: lost in a
      * power cut, the webhooks are still 'received' and are normalized
      * again. The next intake commit's fsync covers them anyway. */
-    sqlite3_stmt *st_sync_relaxed, *st_sync_full;
+    sqlite3_stmt *st_sync_relaxed, *st_sync_full, *st_retry;
     int full_sync, relaxed;
     /* The normalizer reads on its own connection. */
     sqlite3 *rd_db;
@@ -307,6 +308,9 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
          "INSERT INTO canonical (id, event_id, tenant, source, type, "
          "severity, dedupkey, time, raw_ptr, body) "
          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+        {offsetof(store, st_retry),
+         "UPDATE events SET state = 'received', state_reason = NULL "
+         "WHERE state = 'unparsed'"},
         {offsetof(store, st_sync_relaxed), "PRAGMA synchronous = NORMAL"},
         {offsetof(store, st_sync_full), "PRAGMA synchronous = FULL"},
         {offsetof(store, st_state),
@@ -483,7 +487,7 @@ static void set_sync(store *s, const job *batch)
         return;
     int intake = 0;
     for (const job *j = batch; j && !intake; j = j->next)
-        intake = !j->settle;
+        intake = !j->settle && !j->retry_unparsed;
     if (intake == !s->relaxed)
         return;
     step_done(intake ? s->st_sync_full : s->st_sync_relaxed);
@@ -495,17 +499,23 @@ static void commit_batch(store *s, job *batch, size_t n)
     set_sync(s, batch);
     uint64_t t0 = now_us();
     int rc = step_done(s->st_begin);
-    uint64_t leaving = 0;
+    uint64_t leaving = 0, back = 0;
     for (job *j = batch; rc == SQLITE_OK && j; j = j->next) {
         int gone = 0;
-        rc = j->settle ? write_settle(s, j->settle, &gone) : write_one(s, j);
+        if (j->retry_unparsed) {
+            rc = step_done(s->st_retry);
+            back += (uint64_t)sqlite3_changes(s->db);
+        } else {
+            rc = j->settle ? write_settle(s, j->settle, &gone)
+                           : write_one(s, j);
+        }
         leaving += (uint64_t)gone;
     }
     if (rc == SQLITE_OK)
         rc = step_done(s->st_commit);
     uint64_t fresh = 0;
     for (job *j = batch; j; j = j->next) {
-        if (j->settle)
+        if (j->settle || j->retry_unparsed)
             continue;
         if (rc != SQLITE_OK) {
             j->res.status = (rc & 0xff) == SQLITE_BUSY ? HL_EBUSY : HL_ESTORE;
@@ -527,8 +537,9 @@ static void commit_batch(store *s, job *batch, size_t n)
     }
     atomic_fetch_add(&s->backlog, fresh);
     atomic_fetch_sub(&s->backlog, leaving);
+    atomic_fetch_add(&s->backlog, back);
     atomic_fetch_add(&s->events, fresh);
-    if (fresh) {
+    if (fresh || back) {
         /* Under the lock, so the hook cannot be removed while it runs. */
         pthread_mutex_lock(&s->mu);
         if (s->hook)
@@ -580,7 +591,7 @@ static job *drop_settles(job *batch)
     for (job *j = batch, *next; j; j = next) {
         next = j->next;
         j->next = NULL;
-        if (j->settle) {
+        if (j->settle || j->retry_unparsed) {
             hl_settle_free(j->settle);
             free(j);
         } else {
@@ -745,14 +756,15 @@ static int enqueue(store *s, job *j)
         free(j);
         return rc;
     }
-    job **head = j->settle ? &s->set_head : &s->in_head;
-    job **tail = j->settle ? &s->set_tail : &s->in_tail;
+    int background = j->settle || j->retry_unparsed;
+    job **head = background ? &s->set_head : &s->in_head;
+    job **tail = background ? &s->set_tail : &s->in_tail;
     if (*tail)
         (*tail)->next = j;
     else
         *head = j;
     *tail = j;
-    if (j->settle)
+    if (background)
         s->nsettles++;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -835,6 +847,15 @@ static int store_read_received(hl_queue *q, int64_t after_seq, size_t max,
     return 0;
 }
 
+static int store_retry_unparsed(hl_queue *q)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return HL_ENOMEM;
+    j->retry_unparsed = 1;
+    return enqueue((store *)q, j);
+}
+
 static void store_on_commit(hl_queue *q, hl_commit_hook fn, void *ud)
 {
     store *s = (store *)q;
@@ -859,7 +880,7 @@ static void finalize_all(store *s)
     sqlite3_stmt *all[] = {s->st_begin,     s->st_commit,   s->st_rollback,
                            s->st_insert,    s->st_find,     s->st_canon_del,
                            s->st_canon_ins, s->st_state,    s->st_read,
-                           s->st_sync_relaxed, s->st_sync_full};
+                           s->st_sync_relaxed, s->st_sync_full, s->st_retry};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
 }
@@ -911,6 +932,7 @@ static const hl_queue_ops store_ops = {
     .read_received = store_read_received,
     .settle_take = store_settle_take,
     .on_commit = store_on_commit,
+    .retry_unparsed = store_retry_unparsed,
 };
 
 void hl_store_stats_get(const hl_queue *q, hl_store_stats *out)

@@ -2,6 +2,7 @@
 (or 'unparsed' with the reason and the raw body kept), off the intake path."""
 import json
 import shutil
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -183,3 +184,33 @@ def test_check_requires_a_mapping_for_every_kind(tmp_path):
     assert (f"{cfg}:9:11: error: sources.am.kind: no mapping for kind "
             "'nosuchkind': expected ") in p.stderr
     assert p.stderr.splitlines()[-1] == f"{cfg}: 1 error, 0 warnings"
+
+
+def test_fixed_mapping_and_reload_normalize_unparsed_events(engine, tmp_path):
+    """A mapping bug never loses a payload: after the mapping is fixed and
+    hookline reloaded, the unparsed webhook becomes canonical events."""
+    schemas = tmp_path / "schemas"
+    shutil.copytree(ROOT / "schemas", schemas)
+    generic = schemas / "sources" / "generic.yaml"
+    good = generic.read_text()
+    # A broken mapping: every event's severity comes out of its domain.
+    generic.write_text(good.replace("default: { value: info }",
+                                    "default: { value: catastrophic }"))
+    e = engine(config(schemas))
+    event_id = post(e, "gen", b'{"alert":{"name":"no severity here"}}')
+    state, reason = wait_state(tmp_path / "hookline.db", event_id)
+    assert state == "unparsed"
+    assert "severity 'catastrophic' is not one of" in reason
+    generic.write_text(good)
+    e.send(signal.SIGHUP)
+    e.wait_log(r"reloaded file=")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if wait_state(tmp_path / "hookline.db", event_id)[0] == "normalized":
+            break
+        time.sleep(0.1)
+    assert wait_state(tmp_path / "hookline.db", event_id) == ("normalized", None)
+    [(cid, ctype, sev, _, ev)] = canonical(tmp_path / "hookline.db", event_id)
+    assert (cid, ctype, sev) == (event_id, "message", "info")
+    assert ev["data"]["title"] == "no severity here"
+    assert e.stop() == 0

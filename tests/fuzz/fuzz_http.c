@@ -64,6 +64,12 @@ static void mem_on_commit(hl_queue *q, hl_commit_hook fn, void *ud)
     (void)ud;
 }
 
+static int mem_retry(hl_queue *q)
+{
+    (void)q;
+    return 0;
+}
+
 static const hl_queue_ops mem_ops = {
     .append = mem_append,
     .backlog = mem_backlog,
@@ -71,6 +77,7 @@ static const hl_queue_ops mem_ops = {
     .read_received = mem_read,
     .settle_take = mem_settle,
     .on_commit = mem_on_commit,
+    .retry_unparsed = mem_retry,
 };
 static hl_queue mem_queue = {&mem_ops};
 
