@@ -134,6 +134,7 @@ static hl_settle *normalize_one(hl_normalizer *n, const hl_stored *st)
     if (!out)
         return NULL;
     snprintf(out->event_id, sizeof out->event_id, "%s", st->ev.id);
+    out->seq = st->seq;
     snprintf(out->tenant, sizeof out->tenant, "%s", st->ev.tenant);
     snprintf(out->source, sizeof out->source, "%s", st->ev.source);
     const hl_source_cfg *src = hl_config_source(n->cfg, st->ev.source);
@@ -209,7 +210,7 @@ static void *run(void *arg)
     if (sched_setscheduler((pid_t)syscall(SYS_gettid), SCHED_IDLE, &sp) &&
         setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19))
         HL_DEBUG("normalize", "could not lower the thread's priority");
-    int64_t last = 0;
+    int64_t last = -1; /* from the committed cursor */
     for (;;) {
         hl_stored_batch b;
         if (hl_queue_read_received(n->q, last, BATCH, &b)) {
@@ -217,6 +218,7 @@ static void *run(void *arg)
                 break;
             continue;
         }
+        last = b.from; /* moved back when a commit of outcomes failed */
         pthread_mutex_lock(&n->mu);
         for (size_t i = 0; i < b.n && !n->stopping; i++) {
             hl_settle *st = normalize_one(n, &b.v[i]);
@@ -245,7 +247,7 @@ static void *run(void *arg)
         if (got == BATCH)
             continue;
         if (mono_ms() >= n->rescan_at) {
-            last = 0;
+            last = -1;
             n->rescan_at = mono_ms() + RESCAN_MS;
         }
         if (wait_for_more(n, IDLE_WAIT_MS))

@@ -50,6 +50,7 @@ typedef struct {
 typedef struct {
     hl_stored *v;
     size_t n;
+    int64_t from; /* the seq the read started after */
     void **mem; /* what the pointers of v point into */
     size_t nmem;
 } hl_stored_batch;
@@ -67,6 +68,7 @@ typedef struct {
 /* The outcome of normalizing one stored webhook. */
 typedef struct {
     char event_id[HL_ID_LEN + 1];
+    int64_t seq; /* the webhook's place in arrival order */
     char tenant[80], source[80];
     int parsed;            /* rows hold its events; else reason says why not */
     hl_canonical_row *rows;
@@ -110,7 +112,9 @@ static inline uint64_t hl_queue_backlog(const hl_queue *q)
 }
 
 /* Up to max webhooks still waiting to be normalized with a seq above
- * after_seq, oldest first. Safe from any one thread besides the loop's. */
+ * after_seq (negative: above the committed normalization cursor, and so
+ * also after a commit of outcomes failed), oldest first. Safe from any one
+ * thread besides the loop's. */
 static inline int hl_queue_read_received(hl_queue *q, int64_t after_seq,
                                          size_t max, hl_stored_batch *out)
 {

@@ -61,10 +61,12 @@ typedef struct {
      * power cut, the webhooks are still 'received' and are normalized
      * again. The next intake commit's fsync covers them anyway. */
     sqlite3_stmt *st_sync_relaxed, *st_sync_full, *st_retry;
+    sqlite3_stmt *st_retry_cursor, *st_cursor;
     int full_sync, relaxed;
+    _Atomic int settle_failed; /* the normalizer must read from the cursor */
     /* The normalizer reads on its own connection. */
     sqlite3 *rd_db;
-    sqlite3_stmt *st_read;
+    sqlite3_stmt *st_read, *st_read_cursor;
     pthread_mutex_t rd_mu;
     hl_commit_hook hook;
     void *hook_ud;
@@ -117,9 +119,16 @@ static const char *const migrations[] = {
     "  body TEXT NOT NULL"
     ");"
     "CREATE INDEX canonical_event ON canonical(event_id);"
-    /* The normalizer reads forward by seq from where it was: an index on
-     * state cost every insert and every state change more than it saved. */
-    "DROP INDEX events_state;",
+    /* The normalizer goes forward by seq from a cursor committed with its
+     * outcomes; only unparsed webhooks are indexed by state, so intake's
+     * inserts and the normalizer's updates pay for no index on state. */
+    "CREATE TABLE normalize_cursor (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  seq INTEGER NOT NULL);"
+    "INSERT INTO normalize_cursor (id, seq) VALUES (1,"
+    "  coalesce((SELECT min(seq) - 1 FROM events WHERE state = 'received'),"
+    "           (SELECT max(seq) FROM events), 0));"
+    "DROP INDEX events_state;"
+    "CREATE INDEX events_unparsed ON events(seq) WHERE state = 'unparsed';",
 };
 
 _Static_assert(sizeof migrations / sizeof *migrations ==
@@ -311,9 +320,15 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
          "INSERT INTO canonical (id, event_id, tenant, source, type, "
          "severity, dedupkey, time, raw_ptr, body) "
          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+        {offsetof(store, st_retry_cursor),
+         "UPDATE normalize_cursor SET seq = (SELECT min(seq) - 1 FROM events "
+         "WHERE state = 'unparsed') WHERE id = 1 AND EXISTS (SELECT 1 FROM "
+         "events WHERE state = 'unparsed')"},
         {offsetof(store, st_retry),
          "UPDATE events SET state = 'received', state_reason = NULL "
          "WHERE state = 'unparsed'"},
+        {offsetof(store, st_cursor),
+         "UPDATE normalize_cursor SET seq = ?1 WHERE id = 1 AND seq < ?1"},
         {offsetof(store, st_sync_relaxed), "PRAGMA synchronous = NORMAL"},
         {offsetof(store, st_sync_full), "PRAGMA synchronous = FULL"},
         {offsetof(store, st_state),
@@ -503,19 +518,31 @@ static void commit_batch(store *s, job *batch, size_t n)
     uint64_t t0 = now_us();
     int rc = step_done(s->st_begin);
     uint64_t leaving = 0, back = 0;
+    int64_t cursor = 0;
     for (job *j = batch; rc == SQLITE_OK && j; j = j->next) {
         int gone = 0;
         if (j->retry_unparsed) {
-            rc = step_done(s->st_retry);
+            rc = step_done(s->st_retry_cursor);
+            if (rc == SQLITE_OK)
+                rc = step_done(s->st_retry);
             back += (uint64_t)sqlite3_changes(s->db);
+        } else if (j->settle) {
+            rc = write_settle(s, j->settle, &gone);
+            if (j->settle->seq > cursor)
+                cursor = j->settle->seq;
         } else {
-            rc = j->settle ? write_settle(s, j->settle, &gone)
-                           : write_one(s, j);
+            rc = write_one(s, j);
         }
         leaving += (uint64_t)gone;
     }
+    if (rc == SQLITE_OK && cursor) {
+        sqlite3_bind_int64(s->st_cursor, 1, cursor);
+        rc = step_done(s->st_cursor);
+    }
     if (rc == SQLITE_OK)
         rc = step_done(s->st_commit);
+    if (rc != SQLITE_OK && cursor)
+        atomic_store(&s->settle_failed, 1);
     uint64_t fresh = 0;
     for (job *j = batch; j; j = j->next) {
         if (j->settle || j->retry_unparsed)
@@ -536,13 +563,19 @@ static void commit_batch(store *s, job *batch, size_t n)
         snprintf(code, sizeof code, "%d", rc);
         HL_ERROR("store", "commit failed; the requests get 503", "reason",
                  reason_of(rc), "sqlite", sqlite3_errstr(rc), "code", code);
+        if (cursor) {
+            pthread_mutex_lock(&s->mu);
+            if (s->hook)
+                s->hook(s->hook_ud);
+            pthread_mutex_unlock(&s->mu);
+        }
         return;
     }
     atomic_fetch_add(&s->backlog, fresh);
     atomic_fetch_sub(&s->backlog, leaving);
     atomic_fetch_add(&s->backlog, back);
     atomic_fetch_add(&s->events, fresh);
-    if (fresh || back) {
+    if (fresh || back || atomic_load(&s->settle_failed)) {
         /* Under the lock, so the hook cannot be removed while it runs. */
         pthread_mutex_lock(&s->mu);
         if (s->hook)
@@ -835,6 +868,13 @@ static int store_read_received(hl_queue *q, int64_t after_seq, size_t max,
         return HL_ENOMEM;
     }
     pthread_mutex_lock(&s->rd_mu);
+    if (after_seq < 0 || atomic_exchange(&s->settle_failed, 0)) {
+        sqlite3_stmt *c = s->st_read_cursor;
+        after_seq = sqlite3_step(c) == SQLITE_ROW ? sqlite3_column_int64(c, 0)
+                                                  : 0;
+        sqlite3_reset(c);
+    }
+    out->from = after_seq;
     sqlite3_stmt *st = s->st_read;
     sqlite3_bind_int64(st, 1, after_seq);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
@@ -883,7 +923,9 @@ static void finalize_all(store *s)
     sqlite3_stmt *all[] = {s->st_begin,     s->st_commit,   s->st_rollback,
                            s->st_insert,    s->st_find,     s->st_canon_del,
                            s->st_canon_ins, s->st_state,    s->st_read,
-                           s->st_sync_relaxed, s->st_sync_full, s->st_retry};
+                           s->st_sync_relaxed, s->st_sync_full, s->st_retry,
+                           s->st_retry_cursor, s->st_cursor,
+                           s->st_read_cursor};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
 }
@@ -1033,8 +1075,8 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
     }
     int pending = 0;
     if (pragma_int(s->db,
-                   "SELECT count(*) FROM events WHERE state IN "
-                   "('received', 'normalized')",
+                   "SELECT (SELECT count(*) FROM events) - (SELECT count(*) "
+                   "FROM events WHERE state = 'unparsed')",
                    &pending) != SQLITE_OK)
         return fail(err, errlen, HL_ESTORE, "%s: %s", path,
                     sqlite3_errmsg(s->db));
@@ -1059,7 +1101,11 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
             "SELECT seq, id, tenant, source, received_at, correlation_id, "
             "content_type, headers, body, idem_key FROM events "
             "WHERE state = 'received' AND seq > ?1 ORDER BY seq LIMIT ?2",
-            -1, SQLITE_PREPARE_PERSISTENT, &s->st_read, NULL) != SQLITE_OK)
+            -1, SQLITE_PREPARE_PERSISTENT, &s->st_read, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(s->rd_db,
+                           "SELECT seq FROM normalize_cursor WHERE id = 1", -1,
+                           SQLITE_PREPARE_PERSISTENT, &s->st_read_cursor,
+                           NULL) != SQLITE_OK)
         return sqlite_fail(s->rd_db, path, "cannot open for reading", err,
                            errlen);
     sqlite3_busy_timeout(s->rd_db, 1000);
