@@ -808,6 +808,104 @@ static void test_backlog_counts_and_survives_reopen(void **state)
     finish();
 }
 
+/* A normalization outcome for slot e: one canonical event, or unparsed. */
+static hl_settle *settle_of(const ev_slot *e, int64_t seq, int parsed)
+{
+    hl_settle *st = calloc(1, sizeof *st);
+    assert_non_null(st);
+    snprintf(st->event_id, sizeof st->event_id, "%s", e->ev.id);
+    st->seq = seq;
+    snprintf(st->tenant, sizeof st->tenant, "%s", e->ev.tenant);
+    snprintf(st->source, sizeof st->source, "%s", e->ev.source);
+    st->parsed = parsed;
+    if (!parsed) {
+        snprintf(st->reason, sizeof st->reason, "no list at /alerts");
+        return st;
+    }
+    st->rows = calloc(1, sizeof *st->rows);
+    assert_non_null(st->rows);
+    st->n = 1;
+    st->rows[0].id = strdup(e->ev.id);
+    st->rows[0].type = strdup("message");
+    st->rows[0].severity = strdup("info");
+    st->rows[0].time = strdup("2026-11-28T03:00:00.000Z");
+    st->rows[0].raw_ptr = strdup("");
+    st->rows[0].body = strdup("{\"specversion\":\"1.0\"}");
+    return st;
+}
+
+/* Read, settle, commit, reopen, retry: the normalizer's side of the queue. */
+static void test_normalize_cycle(void **state)
+{
+    (void)state;
+    open_store();
+    for (int i = 0; i < 3; i++)
+        append_wait(ev_text("github", NULL, i == 2 ? "{\"bad\":1}" : "{}"));
+    hl_stored_batch b;
+    assert_int_equal(hl_queue_read_received(g.q, -1, 10, &b), 0);
+    assert_int_equal(b.n, 3);
+    int64_t seq[3];
+    for (size_t i = 0; i < 3; i++) {
+        seq[i] = b.v[i].seq;
+        assert_string_equal(b.v[i].ev.id, g.slots[i].ev.id);
+        assert_int_equal(b.v[i].ev.body_len, g.slots[i].ev.body_len);
+        assert_memory_equal(b.v[i].ev.body, g.slots[i].ev.body,
+                            b.v[i].ev.body_len);
+        assert_string_equal(b.v[i].ev.source, "github");
+        if (i)
+            assert_true(seq[i] > seq[i - 1]);
+    }
+    hl_stored_batch_free(&b);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(
+            hl_queue_settle_take(g.q, settle_of(&g.slots[i], seq[i], i < 2)),
+            0);
+    close_store(); /* the writer commits what is queued before it stops */
+
+    sqlite3 *db = ro_open(g.path);
+    char sql[256], text[128];
+    for (int i = 0; i < 3; i++) {
+        snprintf(sql, sizeof sql, "SELECT state FROM events WHERE id = '%s'",
+                 g.slots[i].ev.id);
+        q_text(db, sql, text, sizeof text);
+        assert_string_equal(text, i < 2 ? "normalized" : "unparsed");
+    }
+    snprintf(sql, sizeof sql,
+             "SELECT state_reason FROM events WHERE id = '%s'",
+             g.slots[2].ev.id);
+    q_text(db, sql, text, sizeof text);
+    assert_string_equal(text, "no list at /alerts");
+    assert_int_equal(q_int(db, "SELECT count(*) FROM canonical WHERE "
+                               "raw_ptr = '' AND type = 'message'"),
+                     2);
+    assert_int_equal(q_int(db, "SELECT seq FROM normalize_cursor"), seq[2]);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    /* Reopened: the unparsed one no longer counts, nothing is waiting. */
+    open_store();
+    assert_int_equal(hl_queue_backlog(g.q), 2);
+    assert_int_equal(hl_queue_read_received(g.q, -1, 10, &b), 0);
+    assert_int_equal(b.n, 0);
+    hl_stored_batch_free(&b);
+
+    /* After a mapping is fixed: the unparsed one is back in line. */
+    assert_int_equal(hl_queue_retry_unparsed(g.q), 0);
+    close_store();
+    db = ro_open(g.path);
+    assert_int_equal(q_int(db, "SELECT seq FROM normalize_cursor"), seq[2] - 1);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events WHERE state = "
+                               "'unparsed'"),
+                     0);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    open_store();
+    assert_int_equal(hl_queue_backlog(g.q), 3);
+    assert_int_equal(hl_queue_read_received(g.q, -1, 10, &b), 0);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.v[0].ev.id, g.slots[2].ev.id);
+    hl_stored_batch_free(&b);
+    finish();
+}
+
 static void test_reopen_existing_no_migration(void **state)
 {
     (void)state;
@@ -1438,6 +1536,7 @@ int main(int argc, char **argv)
         T(test_idem_key_is_per_source),
         T(test_idem_null_key_never_dedups),
         T(test_backlog_counts_and_survives_reopen),
+        T(test_normalize_cycle),
         T(test_reopen_existing_no_migration),
         T(test_durability_normal_persists),
         T(test_newer_schema_refused),
