@@ -320,28 +320,6 @@ static const char *range_text(const key *k,
     return buf;
 }
 
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 40 || lb > 40)
-        return 99;
-    size_t row[41];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cur = row[j];
-            size_t sub = prev + (a[i - 1] != b[j - 1]);
-            size_t del = row[j] + 1, ins = row[j - 1] + 1;
-            row[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
 static void unknown_key(ld_t *ld, const hl_ynode *k, const key *keys)
 {
     const char *best = NULL;
@@ -349,7 +327,7 @@ static void unknown_key(ld_t *ld, const hl_ynode *k, const key *keys)
     char list[400] = "";
     size_t len = 0;
     for (const key *kk = keys; kk->name; kk++) {
-        size_t dist = edit_distance(k->u.scalar.str, kk->name);
+        size_t dist = hl_edit_distance(k->u.scalar.str, kk->name);
         if (dist < bestd) {
             bestd = dist;
             best = kk->name;
@@ -1134,6 +1112,8 @@ static const key connector_keys[] = {
     KFN("url", hl_connector_cfg, url, 0, NULL, parse_url),
     KEY("policy", K_STR, hl_connector_cfg, policy, F_NONEMPTY, NULL),
     KEY("tenant", K_STR, hl_connector_cfg, tenant, F_NONEMPTY, NULL),
+    KNUM("timeout", K_DUR, hl_connector_cfg, timeout_ms, 0, NULL, 100,
+         3600000),
     {"", K_STR, 0, F_OPEN, NULL, NULL, 0, 0, NULL, NULL, 0},
     END_KEYS};
 
@@ -1286,7 +1266,7 @@ static const key top_keys[] = {
     KSEC("admin", hl_config, admin, admin_keys),
     KSEC("outbound", hl_config, outbound, outbound_keys),
     KEY("connectors_path", K_LIST, hl_config, connectors_path, F_NONEMPTY,
-        "./build/connectors"),
+        NULL),
     KEY("schemas_path", K_STR, hl_config, schemas_path, F_NONEMPTY, NULL),
     KEY("policies_path", K_STR, hl_config, policies_path, F_NONEMPTY, NULL),
     KFN("tenants", hl_config, tenants, 0, NULL, parse_tenants),
@@ -1753,6 +1733,17 @@ const hl_policy_cfg *hl_config_policy_for(const hl_config *cfg,
     return &cfg->default_policy;
 }
 
+int hl_config_exe_dir(char *out, size_t cap)
+{
+    ssize_t n = readlink("/proc/self/exe", out, cap - 1);
+    out[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        return -ENOENT;
+    *slash = 0;
+    return 0;
+}
+
 int hl_config_find_dir(const char *configured, const char *name, char *out,
                        size_t cap)
 {
@@ -1762,11 +1753,7 @@ int hl_config_find_dir(const char *configured, const char *name, char *out,
         return stat(out, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -ENOENT;
     }
     char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash)
-        *slash = 0;
+    int slash = !hl_config_exe_dir(exe, sizeof exe);
     const char *const tries[] = {".", "%s/../share/hookline", "%s/..",
                                  "%s/../.."};
     for (size_t i = 0; i < sizeof tries / sizeof *tries; i++) {

@@ -147,6 +147,7 @@ typedef struct {
     const char *url;
     const char *policy; /* NULL: the built-in default policy */
     const char *tenant; /* NULL: serves every tenant */
+    uint64_t timeout_ms; /* 0: outbound.timeout */
     /* The whole section; the plugin's own keys are checked against the
      * table the plugin declares when it is loaded. */
     const hl_ynode *node;
@@ -240,7 +241,7 @@ typedef struct hl_config {
     hl_log_cfg log;
     hl_admin_cfg admin;
     hl_outbound_cfg outbound;
-    hl_strlist connectors_path;
+    hl_strlist connectors_path; /* empty: found (hl_plugin_dirs) */
     const char *schemas_path;  /* NULL: found (hl_config_find_dir) */
     const char *policies_path; /* NULL: found (hl_config_find_dir) */
     hl_tenant_cfg *tenants;
@@ -289,6 +290,9 @@ const hl_policy_cfg *hl_config_policy_for(const hl_config *cfg,
  */
 int hl_config_find_dir(const char *configured, const char *name, char *out,
                        size_t cap);
+
+/* The folder of the running executable; 0 or -ENOENT. */
+int hl_config_exe_dir(char *out, size_t cap);
 
 /* "15s", "1h30m", "500ms", "7d" -> milliseconds. */
 int hl_parse_duration(const char *s, uint64_t *ms);

@@ -39,4 +39,7 @@ void hl_diags_print(const hl_diags *d, FILE *f);
 void hl_diags_move(hl_diags *dst, hl_diags *src);
 void hl_diags_free(hl_diags *d);
 
+/* Levenshtein distance, for "did you mean"; 99 for words over 40 bytes. */
+size_t hl_edit_distance(const char *a, const char *b);
+
 #endif

@@ -1066,8 +1066,7 @@ static void assert_defaults(const hl_config *cfg)
     assert_null(cfg->admin.token);
     assert_int_equal(cfg->outbound.timeout_ms, 15000);
     assert_int_equal(cfg->outbound.n_allow_networks, 0);
-    assert_int_equal(cfg->connectors_path.n, 1);
-    assert_string_equal(cfg->connectors_path.v[0], "./build/connectors");
+    assert_int_equal(cfg->connectors_path.n, 0);
     assert_int_equal(cfg->n_tenants, 0);
     assert_int_equal(cfg->n_sources, 0);
     assert_int_equal(cfg->n_connectors, 0);
