@@ -63,6 +63,11 @@ typedef struct {
     char *id, *type, *severity, *dedupkey, *time;
     char *raw_ptr; /* where data.raw is in the webhook's body, or NULL */
     char *body;    /* the event's JSON; without data.raw when raw_ptr is set */
+    char *route;   /* the first route that matched; NULL: unrouted */
+    /* One delivery per connector the routes chose. */
+    char **connectors;
+    char (*delivery_ids)[HL_ID_LEN + 1];
+    size_t n_deliveries;
 } hl_canonical_row;
 
 /* The outcome of normalizing one stored webhook. */
@@ -78,8 +83,69 @@ typedef struct {
 
 void hl_settle_free(hl_settle *st);
 
-/* Called on the writer's thread after a commit that stored new events. */
+/* Called on the writer's thread after a commit that stored new events or
+ * new deliveries. */
 typedef void (*hl_commit_hook)(void *ud);
+
+/* ---- deliveries ---------------------------------------------------------- */
+
+typedef enum {
+    HL_DS_QUEUED,
+    HL_DS_SENDING,
+    HL_DS_RETRYING,
+    HL_DS_DELIVERED,
+    HL_DS_FAILED,
+    HL_DS_EXPIRED,
+    HL_DS_PAUSED,
+} hl_delivery_state;
+
+const char *hl_delivery_state_name(int state);
+
+/* One delivery leased for an attempt; the lease owns every string. */
+typedef struct {
+    char id[HL_ID_LEN + 1];       /* the delivery's id: its idempotency key */
+    char event_id[HL_ID_LEN + 1]; /* the canonical event's */
+    char tenant[80];
+    uint32_t attempt; /* the attempt about to be made; 1 for the first */
+    int64_t created_ms;
+    char *event;   /* the canonical event's JSON, without data.raw when
+                      raw_ptr is set */
+    char *raw_ptr; /* where data.raw is in raw_body, or NULL */
+    char *raw_body;
+    size_t raw_len;
+    char *correlation_id;
+} hl_lease_item;
+
+typedef struct {
+    hl_lease_item *v;
+    size_t n;
+    int status;         /* 0, or why the lease failed */
+    int64_t next_due_ms; /* the earliest due time of what is left; -1: none */
+} hl_lease;
+
+void hl_lease_free(hl_lease *l);
+
+/* Runs on the writer's thread; takes ownership of l (hl_lease_free). */
+typedef void (*hl_lease_cb)(void *ud, hl_lease *l);
+
+/* The end of one attempt: the delivery's new state and the attempt's
+ * record. Strings are malloc'd and owned by the row. */
+typedef struct {
+    char id[HL_ID_LEN + 1];
+    uint32_t attempt;
+    int state;       /* hl_delivery_state: delivered, retrying, failed,
+                        expired, or queued (given back unsent) */
+    int64_t next_ms; /* retrying/queued: when it is due */
+    int64_t started_ms;
+    uint32_t duration_ms;
+    int status; /* HTTP status or SMTP reply; 0: none */
+    const char *error_class; /* static: "timeout", "http_5xx", ... or NULL */
+    char *reason;   /* why, for a person */
+    char *response; /* the first bytes of the response, redacted */
+    int counted;    /* 0: an attempt never made (given back unsent) */
+} hl_attempt_row;
+
+void hl_attempt_rows_free(hl_attempt_row *rows, size_t n);
 
 typedef struct {
     int (*append)(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
@@ -91,6 +157,14 @@ typedef struct {
     int (*settle_take)(hl_queue *q, hl_settle *st);
     void (*on_commit)(hl_queue *q, hl_commit_hook fn, void *ud);
     int (*retry_unparsed)(hl_queue *q);
+    int (*lease)(hl_queue *q, const char *connector, size_t max,
+                 int64_t now_ms, uint64_t lease_ms, hl_lease_cb cb, void *ud);
+    int (*finish_take)(hl_queue *q, hl_attempt_row *rows, size_t n);
+    int (*kv_get)(hl_queue *q, const char *connector, const char *key,
+                  char **value);
+    int (*kv_put)(hl_queue *q, const char *connector, const char *key,
+                  const char *value);
+    void (*on_deliveries)(hl_queue *q, hl_commit_hook fn, void *ud);
 } hl_queue_ops;
 
 struct hl_queue {
@@ -144,6 +218,52 @@ static inline void hl_queue_on_commit(hl_queue *q, hl_commit_hook fn,
 static inline int hl_queue_retry_unparsed(hl_queue *q)
 {
     return q->ops->retry_unparsed(q);
+}
+
+/*
+ * Lease up to max deliveries of connector that are due at now_ms (queued,
+ * retrying, or sending with an expired lease): they become 'sending' until
+ * now_ms + lease_ms, their attempt count goes up, and cb gets them with
+ * their events, on the writer's thread, once that is committed. Returns 0
+ * (cb will run) or HL_ESHUTDOWN / HL_ENOMEM (it will not).
+ */
+static inline int hl_queue_lease(hl_queue *q, const char *connector,
+                                 size_t max, int64_t now_ms, uint64_t lease_ms,
+                                 hl_lease_cb cb, void *ud)
+{
+    return q->ops->lease(q, connector, max, now_ms, lease_ms, cb, ud);
+}
+
+/* Record the end of attempts; takes ownership of rows (malloc'd array),
+ * also on failure. A row for a lease that has since expired and been taken
+ * again is ignored. Returns 0, HL_ESHUTDOWN or HL_ENOMEM. */
+static inline int hl_queue_finish_take(hl_queue *q, hl_attempt_row *rows,
+                                       size_t n)
+{
+    return q->ops->finish_take(q, rows, n);
+}
+
+/* A connector's own small state. get: 0 with a malloc'd *value, or
+ * HL_ENOTFOUND; put with value NULL deletes. put returns once committed.
+ * Safe from any one thread besides the loop's and the writer's. */
+static inline int hl_queue_kv_get(hl_queue *q, const char *connector,
+                                  const char *key, char **value)
+{
+    return q->ops->kv_get(q, connector, key, value);
+}
+
+static inline int hl_queue_kv_put(hl_queue *q, const char *connector,
+                                  const char *key, const char *value)
+{
+    return q->ops->kv_put(q, connector, key, value);
+}
+
+/* fn(ud) runs on the writer's thread after each commit that created
+ * deliveries (NULL: none). */
+static inline void hl_queue_on_deliveries(hl_queue *q, hl_commit_hook fn,
+                                          void *ud)
+{
+    q->ops->on_deliveries(q, fn, ud);
 }
 
 /* Finish every queued append (their callbacks run), then close. Call on the

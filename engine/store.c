@@ -24,19 +24,48 @@
  * too (SETTLE_ALONE, no fsync), so intake arriving meanwhile waits little. */
 #define SETTLE_SHARE 0
 #define SETTLE_ALONE 16
+/* The dispatcher's leases and attempt records go before normalization
+ * outcomes, and a few ride along with intake's commits, so deliveries keep
+ * moving under a burst of intake. */
+#define DELIVERY_SHARE 2
+#define DELIVERY_ALONE 64
 /* Normalization outcomes waiting for the writer, at most. */
 #define MAX_SETTLES 4096
 /* Under load, wait this long for more requests to share one commit. */
 
 /* The writer's work: an inbound webhook to append, or a normalization
  * outcome to record (settle set). */
+typedef enum {
+    JOB_APPEND, /* an inbound webhook: the only kind that answers intake */
+    JOB_SETTLE, /* a normalization outcome */
+    JOB_RETRY,  /* put unparsed webhooks back to 'received' */
+    JOB_LEASE,  /* lease deliveries that are due */
+    JOB_FINISH, /* record the end of attempts */
+    JOB_KV,     /* a connector's key-value write */
+} job_kind;
+
 typedef struct job {
+    int kind; /* job_kind */
     hl_inbound ev;
     hl_append_cb cb;
     void *ud;
     hl_append_result res;
     hl_settle *settle;
-    int retry_unparsed; /* put unparsed webhooks back to 'received' */
+    struct {
+        char connector[128];
+        size_t max;
+        int64_t now_ms;
+        uint64_t lease_ms;
+        hl_lease_cb cb;
+        void *ud;
+        hl_lease *out;
+    } lease;
+    hl_attempt_row *rows;
+    size_t n_rows;
+    struct {
+        char *connector, *key, *value; /* value NULL: delete */
+        int rc, done;
+    } kv;
     struct job *next;
 } job;
 
@@ -51,6 +80,7 @@ typedef struct {
     pthread_cond_t cv;
     job *in_head, *in_tail;   /* intake appends */
     job *set_head, *set_tail; /* normalization outcomes */
+    job *dl_head, *dl_tail;   /* leases, attempts, connector state */
     size_t nsettles;
     job *out_head, *out_tail;
     int stopping;
@@ -62,6 +92,12 @@ typedef struct {
      * again. The next intake commit's fsync covers them anyway. */
     sqlite3_stmt *st_sync_relaxed, *st_sync_full, *st_retry;
     sqlite3_stmt *st_retry_cursor, *st_cursor;
+    sqlite3_stmt *st_dlv_ins, *st_lease, *st_lease_ev, *st_next_due;
+    sqlite3_stmt *st_finish, *st_attempt, *st_kv_put, *st_kv_del;
+    sqlite3_stmt *st_kv_get; /* on rd_db */
+    pthread_cond_t kv_cv;
+    hl_commit_hook dhook; /* new deliveries */
+    void *dhook_ud;
     int full_sync, relaxed;
     _Atomic int settle_failed; /* the normalizer must read from the cursor */
     /* The normalizer reads on its own connection. */
@@ -129,6 +165,48 @@ static const char *const migrations[] = {
     "           (SELECT max(seq) FROM events), 0));"
     "DROP INDEX events_state;"
     "CREATE INDEX events_unparsed ON events(seq) WHERE state = 'unparsed';",
+    /* 2 -> 3: deliveries, their attempts, connectors' own state. For a
+     * delivery in 'sending', next_at is when its lease runs out. */
+    "ALTER TABLE canonical ADD COLUMN route TEXT;"
+    "CREATE TABLE deliveries ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  canonical_id TEXT NOT NULL,"
+    "  event_id TEXT NOT NULL,"
+    "  tenant TEXT NOT NULL,"
+    "  connector TEXT NOT NULL,"
+    "  route TEXT,"
+    "  state TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  next_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  last_status INTEGER,"
+    "  last_error TEXT"
+    ");"
+    "CREATE INDEX deliveries_due ON deliveries(connector, next_at)"
+    "  WHERE state IN ('queued', 'retrying', 'sending');"
+    "CREATE INDEX deliveries_canonical ON deliveries(canonical_id);"
+    "CREATE TABLE attempts ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  delivery_id TEXT NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  started_at INTEGER NOT NULL,"
+    "  duration_ms INTEGER NOT NULL,"
+    "  status INTEGER,"
+    "  outcome TEXT NOT NULL,"
+    "  error_class TEXT,"
+    "  reason TEXT,"
+    "  response TEXT"
+    ");"
+    "CREATE INDEX attempts_delivery ON attempts(delivery_id);"
+    "CREATE TABLE connector_kv ("
+    "  connector TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (connector, key)"
+    ") WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof migrations / sizeof *migrations ==
@@ -318,8 +396,39 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
          "DELETE FROM canonical WHERE event_id = ?1"},
         {offsetof(store, st_canon_ins),
          "INSERT INTO canonical (id, event_id, tenant, source, type, "
-         "severity, dedupkey, time, raw_ptr, body) "
-         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+         "severity, dedupkey, time, raw_ptr, body, route) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+        {offsetof(store, st_dlv_ins),
+         "INSERT INTO deliveries (id, canonical_id, event_id, tenant, "
+         "connector, route, state, created_at, next_at, updated_at) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7, ?7)"},
+        {offsetof(store, st_lease),
+         "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
+         "next_at = ?3, updated_at = ?2 WHERE seq IN (SELECT seq FROM "
+         "deliveries WHERE connector = ?1 AND state IN ('queued', "
+         "'retrying', 'sending') AND next_at <= ?2 ORDER BY next_at LIMIT ?4) "
+         "RETURNING id, canonical_id, tenant, attempts, created_at"},
+        {offsetof(store, st_lease_ev),
+         "SELECT c.body, c.raw_ptr, CASE WHEN c.raw_ptr IS NOT NULL THEN "
+         "e.body END, e.correlation_id FROM canonical c JOIN events e ON "
+         "e.id = c.event_id WHERE c.id = ?1"},
+        {offsetof(store, st_next_due),
+         "SELECT min(next_at) FROM deliveries WHERE connector = ?1 AND state "
+         "IN ('queued', 'retrying', 'sending')"},
+        {offsetof(store, st_finish),
+         "UPDATE deliveries SET state = ?2, next_at = ?3, updated_at = ?4, "
+         "last_status = ?5, last_error = ?6, attempts = attempts - ?8 "
+         "WHERE id = ?1 AND state = 'sending' AND attempts = ?7"},
+        {offsetof(store, st_attempt),
+         "INSERT INTO attempts (delivery_id, attempt, started_at, "
+         "duration_ms, status, outcome, error_class, reason, response) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+        {offsetof(store, st_kv_put),
+         "INSERT INTO connector_kv (connector, key, value, updated_at) "
+         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (connector, key) DO UPDATE "
+         "SET value = excluded.value, updated_at = excluded.updated_at"},
+        {offsetof(store, st_kv_del),
+         "DELETE FROM connector_kv WHERE connector = ?1 AND key = ?2"},
         {offsetof(store, st_retry_cursor),
          "UPDATE normalize_cursor SET seq = (SELECT min(seq) - 1 FROM events "
          "WHERE state = 'unparsed') WHERE id = 1 AND EXISTS (SELECT 1 FROM "
@@ -333,7 +442,7 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
         {offsetof(store, st_sync_full), "PRAGMA synchronous = FULL"},
         {offsetof(store, st_state),
          "UPDATE events SET state = ?2, state_reason = ?3 WHERE id = ?1 AND "
-         "state != ?2"},
+         "state = 'received'"},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof *stmts; i++) {
         sqlite3_stmt **st = (sqlite3_stmt **)((char *)s + stmts[i].off);
@@ -433,9 +542,51 @@ void hl_settle_free(hl_settle *st)
         free(r->time);
         free(r->raw_ptr);
         free(r->body);
+        free(r->route);
+        for (size_t k = 0; k < r->n_deliveries; k++)
+            free(r->connectors[k]);
+        free(r->connectors);
+        free(r->delivery_ids);
     }
     free(st->rows);
     free(st);
+}
+
+const char *hl_delivery_state_name(int state)
+{
+    static const char *const names[] = {"queued",    "sending", "retrying",
+                                        "delivered", "failed",  "expired",
+                                        "paused"};
+    return state >= 0 && state < 7 ? names[state] : "unknown";
+}
+
+static int terminal(int state)
+{
+    return state == HL_DS_DELIVERED || state == HL_DS_FAILED ||
+           state == HL_DS_EXPIRED;
+}
+
+void hl_lease_free(hl_lease *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i].event);
+        free(l->v[i].raw_ptr);
+        free(l->v[i].raw_body);
+        free(l->v[i].correlation_id);
+    }
+    free(l->v);
+    free(l);
+}
+
+void hl_attempt_rows_free(hl_attempt_row *rows, size_t n)
+{
+    for (size_t i = 0; rows && i < n; i++) {
+        free(rows[i].reason);
+        free(rows[i].response);
+    }
+    free(rows);
 }
 
 static void bind_opt(sqlite3_stmt *st, int i, const char *v)
@@ -446,8 +597,27 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
+static int write_deliveries(store *s, const hl_settle *set,
+                            const hl_canonical_row *r, int64_t now)
+{
+    sqlite3_stmt *st = s->st_dlv_ins;
+    int rc = SQLITE_OK;
+    for (size_t k = 0; rc == SQLITE_OK && k < r->n_deliveries; k++) {
+        bind_opt(st, 1, r->delivery_ids[k]);
+        bind_opt(st, 2, r->id);
+        bind_opt(st, 3, set->event_id);
+        bind_opt(st, 4, set->tenant);
+        bind_opt(st, 5, r->connectors[k]);
+        bind_opt(st, 6, r->route);
+        sqlite3_bind_int64(st, 7, now);
+        rc = step_done(st);
+        sqlite3_clear_bindings(st);
+    }
+    return rc;
+}
+
 static int write_canonical(store *s, const hl_settle *set,
-                           const hl_canonical_row *r)
+                           const hl_canonical_row *r, int64_t now)
 {
     sqlite3_stmt *st = s->st_canon_ins;
     bind_opt(st, 1, r->id);
@@ -460,22 +630,19 @@ static int write_canonical(store *s, const hl_settle *set,
     bind_opt(st, 8, r->time);
     bind_opt(st, 9, r->raw_ptr);
     bind_opt(st, 10, r->body);
+    bind_opt(st, 11, r->route);
     int rc = step_done(st);
     sqlite3_clear_bindings(st);
-    return rc;
+    return rc == SQLITE_OK ? write_deliveries(s, set, r, now) : rc;
 }
 
-/* Replace the webhook's canonical events and set its state. Returns the
- * change to the backlog through *leaving (1 when it stops waiting). */
-static int write_settle(store *s, const hl_settle *st, int *leaving)
+/* Mark the webhook normalized (or unparsed) and store its canonical events
+ * and their deliveries. A webhook no longer 'received' was settled before:
+ * nothing is written twice. *delta is the change to the backlog: the
+ * webhook leaves it, its deliveries join it. */
+static int write_settle(store *s, const hl_settle *st, int64_t *delta,
+                        uint64_t *created)
 {
-    sqlite3_bind_text(s->st_canon_del, 1, st->event_id, -1, SQLITE_STATIC);
-    int rc = step_done(s->st_canon_del);
-    sqlite3_clear_bindings(s->st_canon_del);
-    for (size_t i = 0; rc == SQLITE_OK && i < st->n; i++)
-        rc = write_canonical(s, st, &st->rows[i]);
-    if (rc != SQLITE_OK)
-        return rc;
     sqlite3_stmt *u = s->st_state;
     sqlite3_bind_text(u, 1, st->event_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(u, 2, st->parsed ? "normalized" : "unparsed", -1,
@@ -484,9 +651,184 @@ static int write_settle(store *s, const hl_settle *st, int *leaving)
         sqlite3_bind_null(u, 3);
     else
         sqlite3_bind_text(u, 3, st->reason, -1, SQLITE_STATIC);
-    rc = step_done(u);
+    int rc = step_done(u);
     sqlite3_clear_bindings(u);
-    *leaving = !st->parsed && sqlite3_changes(s->db) > 0;
+    if (rc != SQLITE_OK || sqlite3_changes(s->db) == 0)
+        return rc;
+    *delta -= 1;
+    if (!st->parsed)
+        return SQLITE_OK;
+    sqlite3_bind_text(s->st_canon_del, 1, st->event_id, -1, SQLITE_STATIC);
+    rc = step_done(s->st_canon_del);
+    sqlite3_clear_bindings(s->st_canon_del);
+    int64_t now = hl_now_ms();
+    for (size_t i = 0; rc == SQLITE_OK && i < st->n; i++) {
+        rc = write_canonical(s, st, &st->rows[i], now);
+        *delta += (int64_t)st->rows[i].n_deliveries;
+        *created += st->rows[i].n_deliveries;
+    }
+    return rc;
+}
+
+static char *col_dup(sqlite3_stmt *st, int i, size_t *len)
+{
+    const void *t = sqlite3_column_blob(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    if (len)
+        *len = n;
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return NULL;
+    char *c = malloc(n + 1);
+    if (c) {
+        if (n)
+            memcpy(c, t, n);
+        c[n] = 0;
+    }
+    return c;
+}
+
+/* The leased row's event: its canonical JSON and, where data.raw lives in
+ * the webhook's body, that body. */
+static int lease_event(store *s, hl_lease_item *it)
+{
+    sqlite3_stmt *q = s->st_lease_ev;
+    sqlite3_bind_text(q, 1, it->event_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        it->event = col_dup(q, 0, NULL);
+        it->raw_ptr = col_dup(q, 1, NULL);
+        it->raw_body = col_dup(q, 2, &it->raw_len);
+        it->correlation_id = col_dup(q, 3, NULL);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK; /* gone: the dispatcher fails the delivery */
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc;
+}
+
+static int write_lease(store *s, job *j)
+{
+    hl_lease *l = calloc(1, sizeof *l);
+    if (!l || !(l->v = calloc(j->lease.max ? j->lease.max : 1,
+                              sizeof *l->v))) {
+        free(l);
+        return SQLITE_NOMEM;
+    }
+    j->lease.out = l;
+    sqlite3_stmt *st = s->st_lease;
+    sqlite3_bind_text(st, 1, j->lease.connector, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, j->lease.now_ms);
+    sqlite3_bind_int64(st, 3, j->lease.now_ms + (int64_t)j->lease.lease_ms);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)j->lease.max);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && l->n < j->lease.max) {
+        hl_lease_item *it = &l->v[l->n++];
+        snprintf(it->id, sizeof it->id, "%s", sqlite3_column_text(st, 0));
+        snprintf(it->event_id, sizeof it->event_id, "%s",
+                 sqlite3_column_text(st, 1));
+        snprintf(it->tenant, sizeof it->tenant, "%s",
+                 sqlite3_column_text(st, 2));
+        it->attempt = (uint32_t)sqlite3_column_int(st, 3);
+        it->created_ms = sqlite3_column_int64(st, 4);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return rc;
+    rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < l->n; i++)
+        rc = lease_event(s, &l->v[i]);
+    sqlite3_stmt *d = s->st_next_due;
+    sqlite3_bind_text(d, 1, j->lease.connector, -1, SQLITE_STATIC);
+    l->next_due_ms = -1;
+    if (rc == SQLITE_OK && sqlite3_step(d) == SQLITE_ROW &&
+        sqlite3_column_type(d, 0) != SQLITE_NULL)
+        l->next_due_ms = sqlite3_column_int64(d, 0);
+    sqlite3_reset(d);
+    sqlite3_clear_bindings(d);
+    return rc;
+}
+
+static const char *outcome_name(const hl_attempt_row *r)
+{
+    switch (r->state) {
+    case HL_DS_DELIVERED: return "delivered";
+    case HL_DS_FAILED: return "failed";
+    case HL_DS_EXPIRED: return "expired";
+    case HL_DS_RETRYING: return "retry";
+    default: return "given_back";
+    }
+}
+
+static int write_finish(store *s, job *j, int64_t *delta)
+{
+    int64_t now = hl_now_ms();
+    int rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < j->n_rows; i++) {
+        const hl_attempt_row *r = &j->rows[i];
+        sqlite3_stmt *u = s->st_finish;
+        sqlite3_bind_text(u, 1, r->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(u, 2, hl_delivery_state_name(r->state), -1,
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(u, 3, r->next_ms ? r->next_ms : now);
+        sqlite3_bind_int64(u, 4, now);
+        if (r->status)
+            sqlite3_bind_int(u, 5, r->status);
+        else
+            sqlite3_bind_null(u, 5);
+        bind_opt(u, 6, r->reason);
+        sqlite3_bind_int64(u, 7, r->attempt);
+        sqlite3_bind_int(u, 8, !r->counted);
+        rc = step_done(u);
+        sqlite3_clear_bindings(u);
+        if (rc != SQLITE_OK)
+            continue;
+        if (sqlite3_changes(s->db) == 0) {
+            /* A lease that ran out: another attempt owns the delivery. */
+            char n[16];
+            snprintf(n, sizeof n, "%u", r->attempt);
+            HL_WARN("store", "attempt ended after its lease ran out; its "
+                             "record is dropped",
+                    "delivery", r->id, "attempt", n, "state",
+                    hl_delivery_state_name(r->state));
+            continue;
+        }
+        if (terminal(r->state))
+            *delta -= 1;
+        if (!r->counted)
+            continue;
+        sqlite3_stmt *a = s->st_attempt;
+        sqlite3_bind_text(a, 1, r->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(a, 2, r->attempt);
+        sqlite3_bind_int64(a, 3, r->started_ms);
+        sqlite3_bind_int64(a, 4, r->duration_ms);
+        if (r->status)
+            sqlite3_bind_int(a, 5, r->status);
+        else
+            sqlite3_bind_null(a, 5);
+        sqlite3_bind_text(a, 6, outcome_name(r), -1, SQLITE_STATIC);
+        bind_opt(a, 7, r->error_class);
+        bind_opt(a, 8, r->reason);
+        bind_opt(a, 9, r->response);
+        rc = step_done(a);
+        sqlite3_clear_bindings(a);
+    }
+    return rc;
+}
+
+static int write_kv(store *s, job *j)
+{
+    sqlite3_stmt *st = j->kv.value ? s->st_kv_put : s->st_kv_del;
+    sqlite3_bind_text(st, 1, j->kv.connector, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, j->kv.key, -1, SQLITE_STATIC);
+    if (j->kv.value) {
+        sqlite3_bind_text(st, 3, j->kv.value, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, hl_now_ms());
+    }
+    int rc = step_done(st);
+    sqlite3_clear_bindings(st);
     return rc;
 }
 
@@ -497,44 +839,68 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* One transaction for the whole batch; on any failure every job fails. */
-/* Full durability for commits that answer requests, relaxed for the rest. */
+/* Full durability for commits that answer requests or write a
+ * connector's state; relaxed for the rest, which is read again (or
+ * redelivered under the same idempotency key) after a power cut. */
 static void set_sync(store *s, const job *batch)
 {
     if (!s->full_sync)
         return;
-    int intake = 0;
-    for (const job *j = batch; j && !intake; j = j->next)
-        intake = !j->settle && !j->retry_unparsed;
-    if (intake == !s->relaxed)
+    int full = 0;
+    for (const job *j = batch; j && !full; j = j->next)
+        full = j->kind == JOB_APPEND || j->kind == JOB_KV;
+    if (full == !s->relaxed)
         return;
-    step_done(intake ? s->st_sync_full : s->st_sync_relaxed);
-    s->relaxed = !intake;
+    step_done(full ? s->st_sync_full : s->st_sync_relaxed);
+    s->relaxed = !full;
 }
 
-static void commit_batch(store *s, job *batch, size_t n)
+static void run_hook(store *s, int deliveries)
+{
+    /* Under the lock, so a hook cannot be removed while it runs. */
+    pthread_mutex_lock(&s->mu);
+    hl_commit_hook fn = deliveries ? s->dhook : s->hook;
+    if (fn)
+        fn(deliveries ? s->dhook_ud : s->hook_ud);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int write_job(store *s, job *j, int64_t *delta, uint64_t *back,
+                     uint64_t *created, int64_t *cursor)
+{
+    int rc;
+    switch (j->kind) {
+    case JOB_RETRY:
+        rc = step_done(s->st_retry_cursor);
+        if (rc == SQLITE_OK)
+            rc = step_done(s->st_retry);
+        *back += (uint64_t)sqlite3_changes(s->db);
+        return rc;
+    case JOB_SETTLE:
+        if (j->settle->seq > *cursor)
+            *cursor = j->settle->seq;
+        return write_settle(s, j->settle, delta, created);
+    case JOB_LEASE:
+        return write_lease(s, j);
+    case JOB_FINISH:
+        return write_finish(s, j, delta);
+    case JOB_KV:
+        return write_kv(s, j);
+    default:
+        return write_one(s, j);
+    }
+}
+
+/* Returns 1 when the batch was committed. */
+static int commit_batch(store *s, job *batch, size_t n)
 {
     set_sync(s, batch);
     uint64_t t0 = now_us();
     int rc = step_done(s->st_begin);
-    uint64_t leaving = 0, back = 0;
-    int64_t cursor = 0;
-    for (job *j = batch; rc == SQLITE_OK && j; j = j->next) {
-        int gone = 0;
-        if (j->retry_unparsed) {
-            rc = step_done(s->st_retry_cursor);
-            if (rc == SQLITE_OK)
-                rc = step_done(s->st_retry);
-            back += (uint64_t)sqlite3_changes(s->db);
-        } else if (j->settle) {
-            rc = write_settle(s, j->settle, &gone);
-            if (j->settle->seq > cursor)
-                cursor = j->settle->seq;
-        } else {
-            rc = write_one(s, j);
-        }
-        leaving += (uint64_t)gone;
-    }
+    int64_t delta = 0, cursor = 0;
+    uint64_t back = 0, created = 0;
+    for (job *j = batch; rc == SQLITE_OK && j; j = j->next)
+        rc = write_job(s, j, &delta, &back, &created, &cursor);
     if (rc == SQLITE_OK && cursor) {
         sqlite3_bind_int64(s->st_cursor, 1, cursor);
         rc = step_done(s->st_cursor);
@@ -545,7 +911,9 @@ static void commit_batch(store *s, job *batch, size_t n)
         atomic_store(&s->settle_failed, 1);
     uint64_t fresh = 0;
     for (job *j = batch; j; j = j->next) {
-        if (j->settle || j->retry_unparsed)
+        if (rc != SQLITE_OK && j->kind == JOB_KV)
+            j->kv.rc = HL_ESTORE;
+        if (j->kind != JOB_APPEND)
             continue;
         if (rc != SQLITE_OK) {
             j->res.status = (rc & 0xff) == SQLITE_BUSY ? HL_EBUSY : HL_ESTORE;
@@ -563,30 +931,26 @@ static void commit_batch(store *s, job *batch, size_t n)
         snprintf(code, sizeof code, "%d", rc);
         HL_ERROR("store", "commit failed; the requests get 503", "reason",
                  reason_of(rc), "sqlite", sqlite3_errstr(rc), "code", code);
-        if (cursor) {
-            pthread_mutex_lock(&s->mu);
-            if (s->hook)
-                s->hook(s->hook_ud);
-            pthread_mutex_unlock(&s->mu);
-        }
-        return;
+        if (cursor)
+            run_hook(s, 0);
+        return 0;
     }
-    atomic_fetch_add(&s->backlog, fresh);
-    atomic_fetch_sub(&s->backlog, leaving);
-    atomic_fetch_add(&s->backlog, back);
+    atomic_fetch_add(&s->backlog, fresh + back);
+    if (delta >= 0)
+        atomic_fetch_add(&s->backlog, (uint64_t)delta);
+    else
+        atomic_fetch_sub(&s->backlog, (uint64_t)-delta);
     atomic_fetch_add(&s->events, fresh);
-    if (fresh || back || atomic_load(&s->settle_failed)) {
-        /* Under the lock, so the hook cannot be removed while it runs. */
-        pthread_mutex_lock(&s->mu);
-        if (s->hook)
-            s->hook(s->hook_ud);
-        pthread_mutex_unlock(&s->mu);
-    }
+    if (fresh || back || atomic_load(&s->settle_failed))
+        run_hook(s, 0);
+    if (created)
+        run_hook(s, 1);
     atomic_fetch_add(&s->commits, 1);
     atomic_store(&s->last_batch_n, n);
     uint64_t took = now_us() - t0;
     atomic_store(&s->last_commit_us, took);
     atomic_fetch_add(&s->commit_us_total, took);
+    return 1;
 }
 
 /* Move up to max jobs from a queue onto *tail; returns how many. */
@@ -606,34 +970,66 @@ static size_t take_from(job **head, job **qtail, size_t max, job ***tail)
     return n;
 }
 
-/* A batch: intake first, up to MAX_BATCH; normalization outcomes (up to
- * SETTLE_SHARE beside intake, SETTLE_ALONE without). Holds s->mu. */
+/* A batch: intake first, up to MAX_BATCH; background work (up to
+ * SETTLE_SHARE jobs beside intake, SETTLE_ALONE without). Holds s->mu. */
 static size_t take(store *s, job **batch)
 {
     job **tail = batch;
     *batch = NULL;
     size_t n = take_from(&s->in_head, &s->in_tail, MAX_BATCH, &tail);
+    size_t k = take_from(&s->dl_head, &s->dl_tail,
+                         n ? DELIVERY_SHARE : DELIVERY_ALONE, &tail);
     size_t m = take_from(&s->set_head, &s->set_tail,
                          n ? SETTLE_SHARE : SETTLE_ALONE, &tail);
     s->nsettles -= m;
-    return n + m;
+    return n + k + m;
 }
 
-/* Settles have no one to answer: free them here, off the loop. A settle
- * whose commit failed is read and normalized again later. */
-static job *drop_settles(job *batch)
+static void free_job(job *j)
+{
+    hl_settle_free(j->settle);
+    hl_attempt_rows_free(j->rows, j->n_rows);
+    hl_lease_free(j->lease.out);
+    free(j);
+}
+
+/* Background jobs have no request to answer: finish them here, off the
+ * loop (a lease goes to its callback, a kv write wakes its waiter), and
+ * return the intake jobs. A settle whose commit failed is read and
+ * normalized again later; a failed lease comes back empty. */
+static job *finish_background(store *s, job *batch, int committed)
 {
     job *head = NULL, **tail = &head;
     for (job *j = batch, *next; j; j = next) {
         next = j->next;
         j->next = NULL;
-        if (j->settle || j->retry_unparsed) {
-            hl_settle_free(j->settle);
-            free(j);
-        } else {
+        if (j->kind == JOB_APPEND) {
             *tail = j;
             tail = &j->next;
+            continue;
         }
+        if (j->kind == JOB_LEASE) {
+            hl_lease *l = j->lease.out;
+            if (!committed || !l) {
+                hl_lease_free(l);
+                l = calloc(1, sizeof *l);
+                if (l) {
+                    l->status = HL_ESTORE;
+                    l->next_due_ms = j->lease.now_ms + 1000;
+                }
+            }
+            j->lease.out = NULL;
+            if (l)
+                j->lease.cb(j->lease.ud, l);
+        }
+        if (j->kind == JOB_KV) {
+            pthread_mutex_lock(&s->mu);
+            j->kv.done = 1;
+            pthread_cond_broadcast(&s->kv_cv);
+            pthread_mutex_unlock(&s->mu);
+            continue; /* the waiter frees it */
+        }
+        free_job(j);
     }
     return head;
 }
@@ -643,9 +1039,9 @@ static void *writer(void *arg)
     store *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->in_head && !s->set_head && !s->stopping)
+        while (!s->in_head && !s->set_head && !s->dl_head && !s->stopping)
             pthread_cond_wait(&s->cv, &s->mu);
-        if (!s->in_head && !s->set_head && s->stopping) {
+        if (!s->in_head && !s->set_head && !s->dl_head && s->stopping) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
@@ -653,8 +1049,8 @@ static void *writer(void *arg)
         size_t n = take(s, &batch);
         pthread_mutex_unlock(&s->mu);
 
-        commit_batch(s, batch, n);
-        batch = drop_settles(batch);
+        int ok = commit_batch(s, batch, n);
+        batch = finish_background(s, batch, ok);
         if (!batch)
             continue;
 
@@ -758,6 +1154,7 @@ static int store_append(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
     job *j = calloc(1, sizeof *j);
     if (!j)
         return HL_ENOMEM;
+    j->kind = JOB_APPEND;
     j->ev = *ev;
     j->cb = cb;
     j->ud = ud;
@@ -772,6 +1169,7 @@ static int store_settle_take(hl_queue *q, hl_settle *st)
         hl_settle_free(st);
         return HL_ENOMEM;
     }
+    j->kind = JOB_SETTLE;
     j->settle = st;
     int rc = enqueue(s, j);
     if (rc && rc != HL_EBUSY)
@@ -784,23 +1182,26 @@ static int store_settle_take(hl_queue *q, hl_settle *st)
 static int enqueue(store *s, job *j)
 {
     pthread_mutex_lock(&s->mu);
-    int rc = s->stopping                                ? HL_ESHUTDOWN
-             : j->settle && s->nsettles >= MAX_SETTLES ? HL_EBUSY
-                                                        : 0;
+    int rc = s->stopping ? HL_ESHUTDOWN
+             : j->kind == JOB_SETTLE && s->nsettles >= MAX_SETTLES
+                 ? HL_EBUSY
+                 : 0;
     if (rc) {
         pthread_mutex_unlock(&s->mu);
         free(j);
         return rc;
     }
-    int background = j->settle || j->retry_unparsed;
-    job **head = background ? &s->set_head : &s->in_head;
-    job **tail = background ? &s->set_tail : &s->in_tail;
+    int settle = j->kind == JOB_SETTLE || j->kind == JOB_RETRY;
+    int delivery = j->kind == JOB_LEASE || j->kind == JOB_FINISH ||
+                   j->kind == JOB_KV;
+    job **head = settle ? &s->set_head : delivery ? &s->dl_head : &s->in_head;
+    job **tail = settle ? &s->set_tail : delivery ? &s->dl_tail : &s->in_tail;
     if (*tail)
         (*tail)->next = j;
     else
         *head = j;
     *tail = j;
-    if (background)
+    if (settle)
         s->nsettles++;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -895,8 +1296,105 @@ static int store_retry_unparsed(hl_queue *q)
     job *j = calloc(1, sizeof *j);
     if (!j)
         return HL_ENOMEM;
-    j->retry_unparsed = 1;
+    j->kind = JOB_RETRY;
     return enqueue((store *)q, j);
+}
+
+static int store_lease(hl_queue *q, const char *connector, size_t max,
+                       int64_t now_ms, uint64_t lease_ms, hl_lease_cb cb,
+                       void *ud)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return HL_ENOMEM;
+    j->kind = JOB_LEASE;
+    snprintf(j->lease.connector, sizeof j->lease.connector, "%s", connector);
+    j->lease.max = max;
+    j->lease.now_ms = now_ms;
+    j->lease.lease_ms = lease_ms;
+    j->lease.cb = cb;
+    j->lease.ud = ud;
+    return enqueue((store *)q, j);
+}
+
+static int store_finish_take(hl_queue *q, hl_attempt_row *rows, size_t n)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j) {
+        hl_attempt_rows_free(rows, n);
+        return HL_ENOMEM;
+    }
+    j->kind = JOB_FINISH;
+    j->rows = rows;
+    j->n_rows = n;
+    int rc = enqueue((store *)q, j);
+    if (rc)
+        hl_attempt_rows_free(rows, n);
+    return rc;
+}
+
+static int store_kv_get(hl_queue *q, const char *connector, const char *key,
+                        char **value)
+{
+    store *s = (store *)q;
+    *value = NULL;
+    pthread_mutex_lock(&s->rd_mu);
+    sqlite3_stmt *st = s->st_kv_get;
+    sqlite3_bind_text(st, 1, connector, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *value = col_dup(st, 0, NULL);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&s->rd_mu);
+    if (rc == SQLITE_ROW)
+        return *value ? 0 : HL_ENOMEM;
+    return rc == SQLITE_DONE ? HL_ENOTFOUND : HL_ESTORE;
+}
+
+/* Written by the writer like everything else; waits for the commit. */
+static int store_kv_put(hl_queue *q, const char *connector, const char *key,
+                        const char *value)
+{
+    store *s = (store *)q;
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return HL_ENOMEM;
+    j->kind = JOB_KV;
+    j->kv.connector = strdup(connector);
+    j->kv.key = strdup(key);
+    j->kv.value = value ? strdup(value) : NULL;
+    if (!j->kv.connector || !j->kv.key || (value && !j->kv.value)) {
+        free(j->kv.connector);
+        free(j->kv.key);
+        free(j->kv.value);
+        free(j);
+        return HL_ENOMEM;
+    }
+    char *c = j->kv.connector, *k = j->kv.key, *v = j->kv.value;
+    int rc = enqueue(s, j); /* frees j on refusal */
+    if (!rc) {
+        pthread_mutex_lock(&s->mu);
+        while (!j->kv.done)
+            pthread_cond_wait(&s->kv_cv, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+        rc = j->kv.rc;
+        free(j);
+    }
+    free(c);
+    free(k);
+    free(v);
+    return rc;
+}
+
+static void store_on_deliveries(hl_queue *q, hl_commit_hook fn, void *ud)
+{
+    store *s = (store *)q;
+    pthread_mutex_lock(&s->mu);
+    s->dhook = fn;
+    s->dhook_ud = ud;
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void store_on_commit(hl_queue *q, hl_commit_hook fn, void *ud)
@@ -925,7 +1423,10 @@ static void finalize_all(store *s)
                            s->st_canon_ins, s->st_state,    s->st_read,
                            s->st_sync_relaxed, s->st_sync_full, s->st_retry,
                            s->st_retry_cursor, s->st_cursor,
-                           s->st_read_cursor};
+                           s->st_read_cursor, s->st_dlv_ins, s->st_lease,
+                           s->st_lease_ev, s->st_next_due, s->st_finish,
+                           s->st_attempt, s->st_kv_put, s->st_kv_del,
+                           s->st_kv_get};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
 }
@@ -967,6 +1468,7 @@ static void store_close(hl_queue *q)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->ckpt_cv);
+    pthread_cond_destroy(&s->kv_cv);
     uv_close((uv_handle_t *)&s->async, on_async_closed);
 }
 
@@ -978,6 +1480,11 @@ static const hl_queue_ops store_ops = {
     .settle_take = store_settle_take,
     .on_commit = store_on_commit,
     .retry_unparsed = store_retry_unparsed,
+    .lease = store_lease,
+    .finish_take = store_finish_take,
+    .kv_get = store_kv_get,
+    .kv_put = store_kv_put,
+    .on_deliveries = store_on_deliveries,
 };
 
 void hl_store_stats_get(const hl_queue *q, hl_store_stats *out)
@@ -1075,8 +1582,10 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
     }
     int pending = 0;
     if (pragma_int(s->db,
-                   "SELECT (SELECT count(*) FROM events) - (SELECT count(*) "
-                   "FROM events WHERE state = 'unparsed')",
+                   "SELECT (SELECT count(*) FROM events WHERE seq > (SELECT "
+                   "seq FROM normalize_cursor) AND state = 'received') + "
+                   "(SELECT count(*) FROM deliveries WHERE state IN "
+                   "('queued', 'sending', 'retrying', 'paused'))",
                    &pending) != SQLITE_OK)
         return fail(err, errlen, HL_ESTORE, "%s: %s", path,
                     sqlite3_errmsg(s->db));
@@ -1105,6 +1614,11 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
         sqlite3_prepare_v3(s->rd_db,
                            "SELECT seq FROM normalize_cursor WHERE id = 1", -1,
                            SQLITE_PREPARE_PERSISTENT, &s->st_read_cursor,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(s->rd_db,
+                           "SELECT value FROM connector_kv WHERE connector = "
+                           "?1 AND key = ?2",
+                           -1, SQLITE_PREPARE_PERSISTENT, &s->st_kv_get,
                            NULL) != SQLITE_OK)
         return sqlite_fail(s->rd_db, path, "cannot open for reading", err,
                            errlen);
@@ -1124,12 +1638,14 @@ int hl_store_open(uv_loop_t *loop, const hl_storage_cfg *cfg, hl_queue **out,
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->ckpt_cv, NULL);
+    pthread_cond_init(&s->kv_cv, NULL);
     pthread_mutex_init(&s->rd_mu, NULL);
     int rc = uv_async_init(loop, &s->async, on_async);
     if (rc) {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
         pthread_cond_destroy(&s->ckpt_cv);
+        pthread_cond_destroy(&s->kv_cv);
         pthread_mutex_destroy(&s->rd_mu);
         free(s);
         return fail(err, errlen, rc, "uv_async_init: %s", uv_strerror(rc));

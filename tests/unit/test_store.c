@@ -1,4 +1,4 @@
-/* test_store.c - the SQLite queue: open and migrations, group commit, idempotency, backlog, damaged, full and read-only files, close. */
+/* test_store.c - the SQLite queue: open and migrations, group commit, idempotency, backlog, deliveries and their leases, damaged, full and read-only files, close. */
 #include <setjmp.h> /* cmocka needs these first */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +14,9 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,8 @@ static struct {
     int calls;
     int appended_while_closing; /* what append returned inside a callback */
     int euid_changed;
+    hl_lease *leases[64]; /* what lease() got, freed by the teardown */
+    size_t nleases;
 } g;
 
 static void on_timeout(uv_timer_t *t)
@@ -110,6 +114,8 @@ static int teardown(void **state)
     }
     for (size_t i = 0; i < g.nslots; i++)
         free(g.slots[i].body);
+    for (size_t i = 0; i < g.nleases; i++)
+        hl_lease_free(g.leases[i]);
     hl_log_set_stream(NULL);
     if (g.log)
         fclose(g.log);
@@ -789,7 +795,10 @@ static void test_backlog_counts_and_survives_reopen(void **state)
     }
     close_store();
 
-    /* By hand: one event could not be parsed, one was normalized. */
+    /* By hand: one event could not be parsed, one was normalized. From
+     * schema 3 on, a webhook leaves the backlog once normalized (its
+     * deliveries, here none, join it), and an unparsed one waits for no
+     * one either. */
     char sql[256];
     snprintf(sql, sizeof sql,
              "UPDATE events SET state = 'unparsed' WHERE id = '%s';"
@@ -798,13 +807,13 @@ static void test_backlog_counts_and_survives_reopen(void **state)
     rw_exec(g.path, sql);
 
     open_store();
-    assert_int_equal(hl_queue_backlog(g.q), 4);
+    assert_int_equal(hl_queue_backlog(g.q), 3);
     append_wait(ev_text("github", NULL, "{}"));
     assert_stored_ok(&g.slots[5]);
-    assert_int_equal(hl_queue_backlog(g.q), 5);
+    assert_int_equal(hl_queue_backlog(g.q), 4);
     close_store();
     open_store();
-    assert_int_equal(hl_queue_backlog(g.q), 5);
+    assert_int_equal(hl_queue_backlog(g.q), 4);
     finish();
 }
 
@@ -881,9 +890,10 @@ static void test_normalize_cycle(void **state)
     assert_int_equal(q_int(db, "SELECT seq FROM normalize_cursor"), seq[2]);
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
 
-    /* Reopened: the unparsed one no longer counts, nothing is waiting. */
+    /* Reopened: nothing is waiting. The unparsed one no longer counts, nor
+     * do the normalized ones: they made no deliveries. */
     open_store();
-    assert_int_equal(hl_queue_backlog(g.q), 2);
+    assert_int_equal(hl_queue_backlog(g.q), 0);
     assert_int_equal(hl_queue_read_received(g.q, -1, 10, &b), 0);
     assert_int_equal(b.n, 0);
     hl_stored_batch_free(&b);
@@ -898,7 +908,7 @@ static void test_normalize_cycle(void **state)
                      0);
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
     open_store();
-    assert_int_equal(hl_queue_backlog(g.q), 3);
+    assert_int_equal(hl_queue_backlog(g.q), 1);
     assert_int_equal(hl_queue_read_received(g.q, -1, 10, &b), 0);
     assert_int_equal(b.n, 1);
     assert_string_equal(b.v[0].ev.id, g.slots[2].ev.id);
@@ -1522,6 +1532,940 @@ static void test_close_drains_and_refuses_new_appends(void **state)
     finish();
 }
 
+/* ---- deliveries (schema 3) ---------------------------------------------- */
+
+/* Far enough ahead that whatever a settle created is due. */
+#define DUE_SLACK_MS 1000
+
+/* Let every job queued so far commit: a kv write waits for its commit, and
+ * the writer takes background jobs in order. */
+static void sync_writer(void)
+{
+    assert_int_equal(hl_queue_kv_put(g.q, "test", "sync", NULL), 0);
+}
+
+static int64_t seq_of(const ev_slot *s)
+{
+    sqlite3 *db = ro_open(g.path);
+    int64_t seq = count_where(db, "SELECT seq FROM events WHERE id = ?1",
+                              s->ev.id, NULL);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    assert_true(seq > 0);
+    return seq;
+}
+
+/* What a settle made, for the test to look up afterwards. */
+typedef struct {
+    char canon[4][HL_ID_LEN + 1];
+    char body[4][128];
+    size_t ncanon;
+    char dlv[8][HL_ID_LEN + 1];
+    char conn[8][32];
+    size_t ndlv;
+} made_t;
+
+/*
+ * A parsed outcome for webhook e: one canonical event per entry of rows,
+ * written "route:connector,connector" ("-" for no route, nothing after the
+ * colon for no deliveries). Ids are fresh. With raw set, the event's
+ * data.raw is at raw (a printf format taking the row's index) in the
+ * webhook's body.
+ */
+static hl_settle *settle_rows(const ev_slot *e, const char *const *rows,
+                              size_t n, const char *raw, made_t *m)
+{
+    assert_true(n <= 4);
+    hl_settle *st = calloc(1, sizeof *st);
+    assert_non_null(st);
+    snprintf(st->event_id, sizeof st->event_id, "%s", e->ev.id);
+    st->seq = seq_of(e);
+    snprintf(st->tenant, sizeof st->tenant, "%s", e->ev.tenant);
+    snprintf(st->source, sizeof st->source, "%s", e->ev.source);
+    st->parsed = 1;
+    st->rows = calloc(n ? n : 1, sizeof *st->rows);
+    assert_non_null(st->rows);
+    st->n = n;
+    memset(m, 0, sizeof *m);
+    for (size_t i = 0; i < n; i++) {
+        hl_canonical_row *r = &st->rows[i];
+        assert_int_equal(hl_id_new(hl_now_ms(), m->canon[i]), 0);
+        snprintf(m->body[i], sizeof m->body[i],
+                 "{\"specversion\":\"1.0\",\"id\":\"%s\",\"type\":\"alert\"}",
+                 m->canon[i]);
+        r->id = strdup(m->canon[i]);
+        r->type = strdup("alert");
+        r->severity = strdup("critical");
+        r->dedupkey = strdup("disk-full");
+        r->time = strdup("2024-06-01T12:00:00.000Z");
+        r->body = strdup(m->body[i]);
+        if (raw) {
+            char ptr[64];
+            snprintf(ptr, sizeof ptr, raw, i);
+            r->raw_ptr = strdup(ptr);
+        }
+        const char *colon = strchr(rows[i], ':');
+        assert_non_null(colon);
+        if (strncmp(rows[i], "-:", 2))
+            r->route = strndup(rows[i], (size_t)(colon - rows[i]));
+        r->connectors = calloc(4, sizeof *r->connectors);
+        r->delivery_ids = calloc(4, sizeof *r->delivery_ids);
+        assert_non_null(r->connectors);
+        assert_non_null(r->delivery_ids);
+        for (const char *p = colon + 1; *p;) {
+            size_t len = strcspn(p, ",");
+            assert_true(r->n_deliveries < 4 && m->ndlv < 8);
+            char *conn = strndup(p, len);
+            assert_int_equal(hl_id_new(hl_now_ms(),
+                                       r->delivery_ids[r->n_deliveries]),
+                             0);
+            snprintf(m->dlv[m->ndlv], sizeof m->dlv[0], "%s",
+                     r->delivery_ids[r->n_deliveries]);
+            snprintf(m->conn[m->ndlv], sizeof m->conn[0], "%s", conn);
+            r->connectors[r->n_deliveries++] = conn;
+            m->ndlv++;
+            p += len + (p[len] == ',');
+        }
+        m->ncanon++;
+    }
+    return st;
+}
+
+/* Settle e with rows and wait for the commit. */
+static void settle_wait(const ev_slot *e, const char *const *rows, size_t n,
+                        const char *raw, made_t *m)
+{
+    assert_int_equal(hl_queue_settle_take(g.q, settle_rows(e, rows, n, raw, m)),
+                     0);
+    sync_writer();
+}
+
+/* A webhook appended and stored. */
+static ev_slot *webhook(const char *source, const char *body)
+{
+    ev_slot *s = ev_text(source, NULL, body);
+    append_wait(s);
+    assert_stored_ok(s);
+    return s;
+}
+
+/* Leases arrive on the writer's thread. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    hl_lease *got;
+    int calls;
+} lw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+
+static void on_lease(void *ud, hl_lease *l)
+{
+    (void)ud;
+    pthread_mutex_lock(&lw.mu);
+    hl_lease_free(lw.got); /* a second answer to one request: not kept */
+    lw.got = l;
+    lw.calls++;
+    pthread_cond_broadcast(&lw.cv);
+    pthread_mutex_unlock(&lw.mu);
+}
+
+/* Lease and wait for the answer (freed by the teardown). */
+static hl_lease *lease(const char *connector, size_t max, int64_t now_ms,
+                       uint64_t lease_ms)
+{
+    pthread_mutex_lock(&lw.mu);
+    int before = lw.calls;
+    pthread_mutex_unlock(&lw.mu);
+    int rc = hl_queue_lease(g.q, connector, max, now_ms, lease_ms, on_lease,
+                            NULL);
+    if (rc)
+        fail_msg("lease %s: %s", connector, hl_err_name(rc));
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&lw.mu);
+    while (lw.calls == before &&
+           pthread_cond_timedwait(&lw.cv, &lw.mu, &until) == 0)
+        ;
+    hl_lease *l = lw.calls > before ? lw.got : NULL;
+    lw.got = NULL;
+    pthread_mutex_unlock(&lw.mu);
+    if (!l)
+        fail_msg("no lease answer for %s after %d ms", connector, WAIT_MS);
+    assert_true(g.nleases < sizeof g.leases / sizeof *g.leases);
+    g.leases[g.nleases++] = l;
+    if (l->status)
+        fail_msg("lease %s: status %s", connector, hl_err_name(l->status));
+    return l;
+}
+
+static const hl_lease_item *item_with_id(const hl_lease *l, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i].id, id))
+            return &l->v[i];
+    fail_msg("delivery %s is not in the lease of %zu", id, l->n);
+    return NULL;
+}
+
+/* One row of a delivery's end; strings are copied. */
+static hl_attempt_row attempt_row(const char *id, uint32_t attempt, int state,
+                                  int64_t next_ms, int status,
+                                  const char *error_class, const char *reason,
+                                  const char *response, int counted)
+{
+    hl_attempt_row r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.id, sizeof r.id, "%s", id);
+    r.attempt = attempt;
+    r.state = state;
+    r.next_ms = next_ms;
+    r.started_ms = INT64_C(1717243200000) + attempt;
+    r.duration_ms = 12 + attempt;
+    r.status = status;
+    r.error_class = error_class;
+    r.reason = reason ? strdup(reason) : NULL;
+    r.response = response ? strdup(response) : NULL;
+    r.counted = counted;
+    return r;
+}
+
+/* Finish with these rows (copied into a malloc'd array) and wait. */
+static void finish_wait(const hl_attempt_row *rows, size_t n)
+{
+    hl_attempt_row *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    memcpy(v, rows, n * sizeof *v);
+    assert_int_equal(hl_queue_finish_take(g.q, v, n), 0);
+    sync_writer();
+}
+
+static void finish_one(hl_attempt_row r)
+{
+    finish_wait(&r, 1);
+}
+
+/* A column of delivery id, as text ("(null)" for NULL). */
+static void dlv_text(const char *id, const char *col, char *out, size_t size)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT %s FROM deliveries WHERE id = '%s'", col,
+             id);
+    sqlite3 *db = ro_open(g.path);
+    q_text(db, sql, out, size);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static int64_t dlv_int(const char *id, const char *col)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT %s FROM deliveries WHERE id = '%s'", col,
+             id);
+    sqlite3 *db = ro_open(g.path);
+    int64_t v = q_int(db, sql);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    return v;
+}
+
+static void assert_dlv_state(const char *id, const char *want)
+{
+    char got[32];
+    dlv_text(id, "state", got, sizeof got);
+    if (strcmp(got, want))
+        fail_msg("delivery %s is '%s', want '%s'", id, got, want);
+}
+
+static int64_t sql_int(const char *sql)
+{
+    sqlite3 *db = ro_open(g.path);
+    int64_t v = q_int(db, sql);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    return v;
+}
+
+static int64_t attempt_rows(const char *id)
+{
+    sqlite3 *db = ro_open(g.path);
+    int64_t n = count_where(db,
+                            "SELECT count(*) FROM attempts WHERE "
+                            "delivery_id = ?1",
+                            id, NULL);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    return n;
+}
+
+static _Atomic int dlv_hook_calls;
+
+static void on_new_deliveries(void *ud)
+{
+    (void)ud;
+    atomic_fetch_add(&dlv_hook_calls, 1);
+}
+
+static void test_settle_writes_events_and_deliveries(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *w = webhook("alertmanager", "{\"alerts\":[{\"a\":1},{\"a\":2}]}");
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+    atomic_store(&dlv_hook_calls, 0);
+    hl_queue_on_deliveries(g.q, on_new_deliveries, NULL);
+    hl_store_stats before;
+    hl_store_stats_get(g.q, &before);
+    int64_t t0 = hl_now_ms();
+
+    const char *rows[] = {"pages:pager,slack", "pages:pager", "-:"};
+    made_t m;
+    assert_int_equal(
+        hl_queue_settle_take(g.q, settle_rows(w, rows, 3, "/alerts/%zu", &m)),
+        0);
+    /* The hook runs after the commit that created the deliveries; then
+     * one more commit (sync_writer's) makes two in all: the canonical rows
+     * cannot have gone in a commit of their own. */
+    for (int ms = 0; !atomic_load(&dlv_hook_calls) && ms < WAIT_MS; ms++) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(atomic_load(&dlv_hook_calls), 1);
+    sync_writer();
+    int64_t t1 = hl_now_ms();
+    hl_queue_on_deliveries(g.q, NULL, NULL);
+    hl_store_stats after;
+    hl_store_stats_get(g.q, &after);
+    assert_int_equal(after.commits, before.commits + 2);
+    assert_int_equal(atomic_load(&dlv_hook_calls), 1);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(count_where(db,
+                                 "SELECT count(*) FROM canonical WHERE "
+                                 "event_id = ?1",
+                                 w->ev.id, NULL),
+                     3);
+    sqlite3_stmt *st = prep(
+        db, "SELECT route, raw_ptr, body, tenant, source FROM canonical "
+            "WHERE id = ?1");
+    const char *routes[] = {"pages", "pages", NULL};
+    for (size_t i = 0; i < 3; i++) {
+        sqlite3_bind_text(st, 1, m.canon[i], -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        char ptr[32];
+        snprintf(ptr, sizeof ptr, "/alerts/%zu", i);
+        assert_col_text(st, 0, routes[i], m.canon[i]);
+        assert_col_text(st, 1, ptr, m.canon[i]);
+        assert_col_text(st, 2, m.body[i], m.canon[i]);
+        assert_col_text(st, 3, "acme", m.canon[i]);
+        assert_col_text(st, 4, "alertmanager", m.canon[i]);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+
+    /* One 'queued' delivery per connector of each event. */
+    assert_int_equal(m.ndlv, 3);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM deliveries"), 3);
+    st = prep(db, "SELECT canonical_id, event_id, tenant, connector, route, "
+                  "state, attempts, created_at, next_at, last_status "
+                  "FROM deliveries WHERE id = ?1");
+    const char *canon_of[] = {m.canon[0], m.canon[0], m.canon[1]};
+    const char *conn_of[] = {"pager", "slack", "pager"};
+    for (size_t i = 0; i < 3; i++) {
+        sqlite3_bind_text(st, 1, m.dlv[i], -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_col_text(st, 0, canon_of[i], m.dlv[i]);
+        assert_col_text(st, 1, w->ev.id, m.dlv[i]);
+        assert_col_text(st, 2, "acme", m.dlv[i]);
+        assert_col_text(st, 3, conn_of[i], m.dlv[i]);
+        assert_col_text(st, 4, "pages", m.dlv[i]);
+        assert_col_text(st, 5, "queued", m.dlv[i]);
+        assert_int_equal(sqlite3_column_int(st, 6), 0);
+        int64_t created = sqlite3_column_int64(st, 7);
+        assert_true(created >= t0 && created <= t1);
+        assert_int_equal(sqlite3_column_int64(st, 8), created); /* due now */
+        assert_int_equal(sqlite3_column_type(st, 9), SQLITE_NULL);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    char text[64];
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT state FROM events WHERE id = '%s'",
+             w->ev.id);
+    q_text(db, sql, text, sizeof text);
+    assert_string_equal(text, "normalized");
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    /* The webhook left the backlog; its three deliveries joined it. */
+    assert_int_equal(hl_queue_backlog(g.q), 3);
+    finish();
+}
+
+static void test_settle_twice_writes_nothing(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *w = webhook("alertmanager", "{\"alerts\":[{}]}");
+    const char *first[] = {"pages:pager"};
+    made_t a;
+    settle_wait(w, first, 1, NULL, &a);
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+
+    /* Normalized again (a restart before the cursor was committed): the
+     * second outcome, with new ids, changes nothing. */
+    const char *second[] = {"pages:pager,slack", "other:email"};
+    made_t b;
+    settle_wait(w, second, 2, NULL, &b);
+    hl_settle *unparsed = calloc(1, sizeof *unparsed);
+    assert_non_null(unparsed);
+    snprintf(unparsed->event_id, sizeof unparsed->event_id, "%s", w->ev.id);
+    unparsed->seq = seq_of(w);
+    snprintf(unparsed->reason, sizeof unparsed->reason, "late");
+    assert_int_equal(hl_queue_settle_take(g.q, unparsed), 0);
+    sync_writer();
+
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM canonical"), 1);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM deliveries"), 1);
+    assert_int_equal(count_where(db,
+                                 "SELECT count(*) FROM deliveries WHERE id = "
+                                 "?1 AND canonical_id = ?2",
+                                 a.dlv[0], a.canon[0]),
+                     1);
+    assert_int_equal(count_where(db,
+                                 "SELECT count(*) FROM canonical WHERE id = "
+                                 "?1 OR id = ?2",
+                                 b.canon[0], b.canon[1]),
+                     0);
+    char sql[256], text[64];
+    snprintf(sql, sizeof sql,
+             "SELECT state || '/' || coalesce(state_reason, '-') FROM events "
+             "WHERE id = '%s'",
+             w->ev.id);
+    q_text(db, sql, text, sizeof text);
+    assert_string_equal(text, "normalized/-");
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    finish();
+}
+
+static void test_lease_returns_due_deliveries_with_their_event(void **state)
+{
+    (void)state;
+    open_store();
+    const char *body = "{\"alerts\":[{\"labels\":{\"alertname\":\"Disk\"}}]}";
+    ev_slot *w = webhook("alertmanager", body);
+    ev_slot *w2 = webhook("github", "{\"ref\":\"main\"}");
+    const char *rows[] = {"pages:pager,slack"};
+    const char *rows2[] = {"ci:pager"};
+    made_t m, m2;
+    int64_t t0 = hl_now_ms();
+    settle_wait(w, rows, 1, "/alerts/%zu", &m);
+    settle_wait(w2, rows2, 1, NULL, &m2);
+    int64_t t1 = hl_now_ms();
+    int64_t now = t1 + DUE_SLACK_MS;
+
+    hl_lease *l = lease("pager", 10, now, 30000);
+    assert_int_equal(l->n, 2);
+    const hl_lease_item *it = item_with_id(l, m.dlv[0]);
+    assert_string_equal(it->event_id, m.canon[0]);
+    assert_string_equal(it->tenant, "acme");
+    assert_int_equal(it->attempt, 1);
+    assert_true(it->created_ms >= t0 && it->created_ms <= t1);
+    assert_string_equal(it->event, m.body[0]);
+    /* data.raw stays in the webhook's body, which comes along. */
+    assert_string_equal(it->raw_ptr, "/alerts/0");
+    assert_int_equal(it->raw_len, strlen(body));
+    assert_memory_equal(it->raw_body, body, it->raw_len);
+    assert_string_equal(it->correlation_id, w->corr);
+
+    const hl_lease_item *it2 = item_with_id(l, m2.dlv[0]);
+    assert_string_equal(it2->event, m2.body[0]);
+    assert_null(it2->raw_ptr);
+    assert_null(it2->raw_body);
+    assert_int_equal(it2->raw_len, 0);
+    assert_string_equal(it2->correlation_id, w2->corr);
+    assert_int_equal(it2->attempt, 1);
+    /* What is left for pager: the two leases, running out at now + 30 s. */
+    assert_int_equal(l->next_due_ms, now + 30000);
+
+    for (size_t i = 0; i < 2; i++) {
+        const char *id = i ? m2.dlv[0] : m.dlv[0];
+        assert_dlv_state(id, "sending");
+        assert_int_equal(dlv_int(id, "attempts"), 1);
+        assert_int_equal(dlv_int(id, "next_at"), now + 30000);
+    }
+    /* Right after: nothing is due for pager. */
+    l = lease("pager", 10, now, 30000);
+    assert_int_equal(l->n, 0);
+    assert_int_equal(l->next_due_ms, now + 30000);
+    /* slack's delivery is its own. */
+    l = lease("slack", 10, now, 30000);
+    assert_int_equal(l->n, 1);
+    assert_string_equal(l->v[0].id, m.dlv[1]);
+    assert_dlv_state(m.dlv[1], "sending");
+    /* A connector with nothing at all. */
+    l = lease("nobody", 10, now, 30000);
+    assert_int_equal(l->n, 0);
+    assert_int_equal(l->next_due_ms, -1);
+    finish();
+}
+
+static void test_lease_takes_at_most_max(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *w = webhook("alertmanager", "{}");
+    const char *rows[] = {"r:bulk", "r:bulk", "r:bulk"};
+    made_t m;
+    settle_wait(w, rows, 3, NULL, &m);
+    int64_t now = hl_now_ms() + DUE_SLACK_MS;
+    /* Not yet due: created after this moment. */
+    hl_lease *l = lease("bulk", 10, now - 3600000, 30000);
+    assert_int_equal(l->n, 0);
+    assert_true(l->next_due_ms > now - 3600000 && l->next_due_ms < now);
+    l = lease("bulk", 2, now, 30000);
+    assert_int_equal(l->n, 2);
+    l = lease("bulk", 2, now, 30000);
+    assert_int_equal(l->n, 1);
+    l = lease("bulk", 2, now, 30000);
+    assert_int_equal(l->n, 0);
+    assert_int_equal(sql_int("SELECT count(*) FROM deliveries WHERE state = "
+                             "'sending' AND attempts = 1"),
+                     3);
+    finish();
+}
+
+static void test_finish_delivered_and_failed(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *w = webhook("alertmanager", "{}");
+    const char *rows[] = {"r:a,b,c"};
+    made_t m;
+    settle_wait(w, rows, 1, NULL, &m);
+    assert_int_equal(hl_queue_backlog(g.q), 3);
+    int64_t now = hl_now_ms() + DUE_SLACK_MS;
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(lease(m.conn[i], 10, now, 30000)->n, 1);
+
+    hl_attempt_row r[3];
+    r[0] = attempt_row(m.dlv[0], 1, HL_DS_DELIVERED, 0, 200, NULL, "200",
+                       "{\"ok\":true}", 1);
+    r[1] = attempt_row(m.dlv[1], 1, HL_DS_FAILED, 0, 422, "http_4xx",
+                       "HTTP 422", "{\"error\":\"bad field\"}", 1);
+    r[2] = attempt_row(m.dlv[2], 1, HL_DS_FAILED, 0, 0, "blocked",
+                       "blocked: 10.0.0.1 is a private address", NULL, 1);
+    int64_t t0 = hl_now_ms();
+    finish_wait(r, 3);
+    int64_t t1 = hl_now_ms();
+
+    assert_dlv_state(m.dlv[0], "delivered");
+    assert_dlv_state(m.dlv[1], "failed");
+    assert_dlv_state(m.dlv[2], "failed");
+    assert_int_equal(dlv_int(m.dlv[0], "last_status"), 200);
+    assert_int_equal(dlv_int(m.dlv[1], "last_status"), 422);
+    assert_int_equal(dlv_int(m.dlv[0], "attempts"), 1);
+    int64_t upd = dlv_int(m.dlv[0], "updated_at");
+    assert_true(upd >= t0 && upd <= t1);
+    char text[128];
+    dlv_text(m.dlv[1], "last_error", text, sizeof text);
+    assert_string_equal(text, "HTTP 422");
+    dlv_text(m.dlv[2], "last_status", text, sizeof text);
+    assert_string_equal(text, "(null)");
+
+    sqlite3 *db = ro_open(g.path);
+    sqlite3_stmt *st = prep(
+        db, "SELECT attempt, started_at, duration_ms, status, outcome, "
+            "error_class, reason, response FROM attempts WHERE "
+            "delivery_id = ?1");
+    static const struct {
+        const char *status, *outcome, *cls, *reason, *response;
+    } want[] = {
+        {"200", "delivered", NULL, "200", "{\"ok\":true}"},
+        {"422", "failed", "http_4xx", "HTTP 422", "{\"error\":\"bad field\"}"},
+        {NULL, "failed", "blocked", "blocked: 10.0.0.1 is a private address",
+         NULL},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        sqlite3_bind_text(st, 1, m.dlv[i], -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(st, 0), 1);
+        assert_int_equal(sqlite3_column_int64(st, 1), r[i].started_ms);
+        assert_int_equal(sqlite3_column_int(st, 2), r[i].duration_ms);
+        assert_col_text(st, 3, want[i].status, m.dlv[i]);
+        assert_col_text(st, 4, want[i].outcome, m.dlv[i]);
+        assert_col_text(st, 5, want[i].cls, m.dlv[i]);
+        assert_col_text(st, 6, want[i].reason, m.dlv[i]);
+        assert_col_text(st, 7, want[i].response, m.dlv[i]);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE); /* one each */
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    /* Finished: out of the backlog, never leased again. */
+    assert_int_equal(hl_queue_backlog(g.q), 0);
+    for (size_t i = 0; i < 3; i++) {
+        hl_lease *l = lease(m.conn[i], 10, now + 86400000, 30000);
+        assert_int_equal(l->n, 0);
+        assert_int_equal(l->next_due_ms, -1);
+    }
+    finish();
+}
+
+static void test_finish_retrying_waits_until_next(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *w = webhook("alertmanager", "{}");
+    const char *rows[] = {"r:pager"};
+    made_t m;
+    settle_wait(w, rows, 1, NULL, &m);
+    int64_t now = hl_now_ms() + DUE_SLACK_MS;
+    assert_int_equal(lease("pager", 10, now, 30000)->v[0].attempt, 1);
+
+    int64_t next = now + 60000;
+    finish_one(attempt_row(m.dlv[0], 1, HL_DS_RETRYING, next, 503, "http_5xx",
+                           "HTTP 503", "busy", 1));
+    assert_dlv_state(m.dlv[0], "retrying");
+    assert_int_equal(dlv_int(m.dlv[0], "next_at"), next);
+    assert_int_equal(dlv_int(m.dlv[0], "attempts"), 1);
+    assert_int_equal(dlv_int(m.dlv[0], "last_status"), 503);
+    assert_int_equal(attempt_rows(m.dlv[0]), 1);
+    assert_int_equal(sql_int("SELECT count(*) FROM attempts WHERE outcome = "
+                             "'retry' AND error_class = 'http_5xx'"),
+                     1);
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+
+    /* Not before its time. */
+    hl_lease *l = lease("pager", 10, next - 1, 30000);
+    assert_int_equal(l->n, 0);
+    assert_int_equal(l->next_due_ms, next);
+    /* Then: the second attempt. */
+    l = lease("pager", 10, next, 30000);
+    assert_int_equal(l->n, 1);
+    assert_string_equal(l->v[0].id, m.dlv[0]);
+    assert_int_equal(l->v[0].attempt, 2);
+    assert_string_equal(l->v[0].event, m.body[0]);
+    assert_dlv_state(m.dlv[0], "sending");
+    assert_int_equal(dlv_int(m.dlv[0], "attempts"), 2);
+    finish();
+}
+
+/* An attempt never made (the connector was paused, the process is
+ * stopping): the delivery goes back as it was, and no attempt is kept. */
+static void test_finish_given_back(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *w = webhook("alertmanager", "{}");
+    const char *rows[] = {"r:pager"};
+    made_t m;
+    settle_wait(w, rows, 1, NULL, &m);
+    int64_t now = hl_now_ms() + DUE_SLACK_MS;
+    assert_int_equal(lease("pager", 10, now, 30000)->n, 1);
+    assert_int_equal(dlv_int(m.dlv[0], "attempts"), 1);
+
+    finish_one(attempt_row(m.dlv[0], 1, HL_DS_QUEUED, now + 5, 0, NULL,
+                           "given back: shutting down", NULL, 0));
+    assert_dlv_state(m.dlv[0], "queued");
+    assert_int_equal(dlv_int(m.dlv[0], "attempts"), 0);
+    assert_int_equal(dlv_int(m.dlv[0], "next_at"), now + 5);
+    assert_int_equal(attempt_rows(m.dlv[0]), 0);
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+
+    hl_lease *l = lease("pager", 10, now + 5, 30000);
+    assert_int_equal(l->n, 1);
+    assert_int_equal(l->v[0].attempt, 1); /* the first, still */
+    finish();
+}
+
+/* A lease that runs out is taken again; the first holder's late finish is
+ * then ignored. */
+static void test_expired_lease_and_stale_finish(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *w = webhook("alertmanager", "{}");
+    const char *rows[] = {"r:pager"};
+    made_t m;
+    settle_wait(w, rows, 1, NULL, &m);
+    int64_t now = hl_now_ms() + DUE_SLACK_MS;
+    hl_lease *l = lease("pager", 10, now, 1);
+    assert_int_equal(l->n, 1);
+    assert_int_equal(l->v[0].attempt, 1);
+    assert_int_equal(l->next_due_ms, now + 1);
+    assert_int_equal(lease("pager", 10, now, 1)->n, 0); /* still held */
+    l = lease("pager", 10, now + 1, 30000); /* run out: taken again */
+    assert_int_equal(l->n, 1);
+    assert_string_equal(l->v[0].id, m.dlv[0]);
+    assert_int_equal(l->v[0].attempt, 2);
+    assert_string_equal(l->v[0].event, m.body[0]);
+
+    /* The first holder reports late: ignored. */
+    finish_one(attempt_row(m.dlv[0], 1, HL_DS_DELIVERED, 0, 200, NULL, "200",
+                           NULL, 1));
+    assert_dlv_state(m.dlv[0], "sending");
+    assert_int_equal(dlv_int(m.dlv[0], "attempts"), 2);
+    assert_int_equal(attempt_rows(m.dlv[0]), 0);
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+    /* A given-back row for the stale attempt is ignored too. */
+    finish_one(attempt_row(m.dlv[0], 1, HL_DS_QUEUED, now, 0, NULL, "back",
+                           NULL, 0));
+    assert_int_equal(dlv_int(m.dlv[0], "attempts"), 2);
+    assert_dlv_state(m.dlv[0], "sending");
+
+    /* The current holder's finish counts. */
+    finish_one(attempt_row(m.dlv[0], 2, HL_DS_DELIVERED, 0, 204, NULL, "204",
+                           NULL, 1));
+    assert_dlv_state(m.dlv[0], "delivered");
+    assert_int_equal(attempt_rows(m.dlv[0]), 1);
+    assert_int_equal(sql_int("SELECT attempt FROM attempts"), 2);
+    assert_int_equal(hl_queue_backlog(g.q), 0);
+    finish();
+}
+
+static void assert_kv(const char *connector, const char *key,
+                      const char *want)
+{
+    char *v = (char *)"untouched";
+    int rc = hl_queue_kv_get(g.q, connector, key, &v);
+    if (!want) {
+        assert_int_equal(rc, HL_ENOTFOUND);
+        assert_null(v);
+        return;
+    }
+    if (rc)
+        fail_msg("kv %s/%s: %s", connector, key, hl_err_name(rc));
+    assert_non_null(v);
+    assert_string_equal(v, want);
+    free(v);
+}
+
+static void test_kv_put_get_delete(void **state)
+{
+    (void)state;
+    open_store();
+    assert_kv("pager", "dedup:disk", NULL);
+    assert_int_equal(hl_queue_kv_put(g.q, "pager", "dedup:disk", "T-1"), 0);
+    assert_kv("pager", "dedup:disk", "T-1");
+    assert_int_equal(hl_queue_kv_put(g.q, "pager", "dedup:disk", "T-2"), 0);
+    assert_kv("pager", "dedup:disk", "T-2");
+    /* Keys are per connector. */
+    assert_kv("slack", "dedup:disk", NULL);
+    assert_int_equal(hl_queue_kv_put(g.q, "slack", "dedup:disk", "S-9"), 0);
+    assert_int_equal(hl_queue_kv_put(g.q, "slack", "empty", ""), 0);
+    assert_kv("slack", "dedup:disk", "S-9");
+    assert_kv("slack", "empty", "");
+    assert_kv("pager", "dedup:disk", "T-2");
+    /* NULL deletes; deleting what is not there is fine. */
+    assert_int_equal(hl_queue_kv_put(g.q, "pager", "dedup:disk", NULL), 0);
+    assert_kv("pager", "dedup:disk", NULL);
+    assert_int_equal(hl_queue_kv_put(g.q, "pager", "dedup:disk", NULL), 0);
+    assert_kv("slack", "dedup:disk", "S-9");
+
+    close_store();
+    assert_int_equal(sql_int("SELECT count(*) FROM connector_kv"), 2);
+    open_store();
+    assert_kv("slack", "dedup:disk", "S-9");
+    assert_kv("slack", "empty", "");
+    assert_kv("pager", "dedup:disk", NULL);
+    finish();
+}
+
+static void test_backlog_counts_webhooks_and_live_deliveries(void **state)
+{
+    (void)state;
+    open_store();
+    ev_slot *w1 = webhook("alertmanager", "{\"n\":1}");
+    ev_slot *w2 = webhook("alertmanager", "{\"n\":2}");
+    ev_slot *w3 = webhook("alertmanager", "{\"n\":3}");
+    assert_int_equal(hl_queue_backlog(g.q), 3);
+
+    const char *two[] = {"r:a,b"};
+    made_t m;
+    settle_wait(w1, two, 1, NULL, &m);
+    assert_int_equal(hl_queue_backlog(g.q), 4); /* 2 received, 2 deliveries */
+    const char *none[] = {"-:"};
+    made_t unrouted;
+    settle_wait(w2, none, 1, NULL, &unrouted);
+    assert_int_equal(hl_queue_backlog(g.q), 3); /* routed nowhere: done */
+    hl_settle *bad = calloc(1, sizeof *bad);
+    assert_non_null(bad);
+    snprintf(bad->event_id, sizeof bad->event_id, "%s", w3->ev.id);
+    bad->seq = seq_of(w3);
+    snprintf(bad->reason, sizeof bad->reason, "no list at /alerts");
+    assert_int_equal(hl_queue_settle_take(g.q, bad), 0);
+    sync_writer();
+    assert_int_equal(hl_queue_backlog(g.q), 2); /* unparsed: out */
+
+    int64_t now = hl_now_ms() + DUE_SLACK_MS;
+    assert_int_equal(lease("a", 10, now, 30000)->n, 1);
+    assert_int_equal(lease("b", 10, now, 30000)->n, 1);
+    assert_int_equal(hl_queue_backlog(g.q), 2); /* sending still counts */
+    finish_one(attempt_row(m.dlv[0], 1, HL_DS_DELIVERED, 0, 200, NULL, "200",
+                           NULL, 1));
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+    finish_one(attempt_row(m.dlv[1], 1, HL_DS_RETRYING, now + 1000, 500,
+                           "http_5xx", "HTTP 500", NULL, 1));
+    assert_int_equal(hl_queue_backlog(g.q), 1); /* retrying still counts */
+
+    /* Reopened: counted again from the file, the same. */
+    close_store();
+    open_store();
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+    assert_int_equal(lease("b", 10, now + 1000, 30000)->v[0].attempt, 2);
+    finish_one(attempt_row(m.dlv[1], 2, HL_DS_EXPIRED, 0, 500, "http_5xx",
+                           "expired after max_age", NULL, 1));
+    assert_int_equal(hl_queue_backlog(g.q), 0);
+    close_store();
+    open_store();
+    assert_int_equal(hl_queue_backlog(g.q), 0);
+    assert_dlv_state(m.dlv[1], "expired");
+    finish();
+}
+
+/* Everything of schema 3 is on disk, not in memory. */
+static void test_deliveries_survive_reopen(void **state)
+{
+    (void)state;
+    open_store();
+    const char *body = "{\"alerts\":[{\"x\":1}]}";
+    ev_slot *w = webhook("alertmanager", body);
+    const char *rows[] = {"pages:pager,slack"};
+    made_t m;
+    settle_wait(w, rows, 1, "/alerts/%zu", &m);
+    int64_t now = hl_now_ms() + DUE_SLACK_MS;
+    assert_int_equal(lease("pager", 10, now, 30000)->n, 1);
+    finish_one(attempt_row(m.dlv[0], 1, HL_DS_RETRYING, now + 1000, 429,
+                           "http_429", "HTTP 429", NULL, 1));
+    assert_int_equal(hl_queue_kv_put(g.q, "pager", "incident", "PD-42"), 0);
+    close_store();
+
+    open_store();
+    assert_int_equal(hl_queue_backlog(g.q), 2);
+    assert_kv("pager", "incident", "PD-42");
+    hl_lease *l = lease("pager", 10, now + 1000, 30000);
+    assert_int_equal(l->n, 1);
+    assert_string_equal(l->v[0].id, m.dlv[0]);
+    assert_int_equal(l->v[0].attempt, 2);
+    assert_string_equal(l->v[0].event, m.body[0]);
+    assert_string_equal(l->v[0].raw_ptr, "/alerts/0");
+    assert_int_equal(l->v[0].raw_len, strlen(body));
+    assert_string_equal(l->v[0].correlation_id, w->corr);
+    l = lease("slack", 10, now, 30000);
+    assert_int_equal(l->n, 1);
+    assert_int_equal(l->v[0].attempt, 1);
+    assert_int_equal(attempt_rows(m.dlv[0]), 1);
+    finish();
+}
+
+/* ---- the schema 2 golden file ------------------------------------------- */
+
+/* tests/data/store/v2-golden.db, made by make-v2-golden.py beside it. */
+static const struct {
+    const char *id, *state, *source;
+    int64_t seq;
+} v2_events[] = {
+    {"01HZ9V2GLD0000000000000001", "normalized", "github", 1},
+    {"01HZ9V2GLD0000000000000002", "normalized", "alertmanager", 2},
+    {"01HZ9V2GLD0000000000000003", "unparsed", "alertmanager", 3},
+    {"01HZ9V2GLD0000000000000004", "received", "github", 4},
+};
+
+static void test_golden_v2_opens_and_migrates(void **state)
+{
+    (void)state;
+    char src[1024];
+    data_path(src, sizeof src, "store/v2-golden.db");
+    snprintf(g.path, sizeof g.path, "%s/v2.db", g.dir);
+    copy_file(src, g.path, SIZE_MAX);
+
+    forget_log();
+    open_store();
+    char log[4096], step[1200];
+    read_log(log, sizeof log);
+    assert_null(strstr(log, "from=0"));
+    assert_null(strstr(log, "from=1"));
+    snprintf(step, sizeof step, "schema migrated path=%s from=2 to=3",
+             g.path);
+    if (!strstr(log, step))
+        fail_msg("migration '%s' not in the log:\n%s", step, log);
+    /* Only the webhook still received waits: normalized and unparsed ones
+     * do not count, and there are no deliveries yet. */
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+
+    sqlite3 *db = ro_open(g.path);
+    assert_int_equal(q_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(q_int(db, "PRAGMA application_id"), 0x484c4e31);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 4);
+    sqlite3_stmt *st =
+        prep(db, "SELECT state, source, seq FROM events WHERE id = ?1");
+    for (size_t i = 0; i < 4; i++) {
+        sqlite3_bind_text(st, 1, v2_events[i].id, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_col_text(st, 0, v2_events[i].state, v2_events[i].id);
+        assert_col_text(st, 1, v2_events[i].source, v2_events[i].id);
+        assert_int_equal(sqlite3_column_int64(st, 2), v2_events[i].seq);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    char text[128];
+    q_text(db, "SELECT state_reason FROM events WHERE seq = 3", text,
+           sizeof text);
+    assert_string_equal(text, "no list at /alerts");
+    assert_int_equal(q_int(db, "SELECT seq FROM normalize_cursor"), 3);
+    /* The canonical rows, with the new route column empty. */
+    assert_int_equal(q_int(db, "SELECT count(*) FROM canonical"), 3);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM canonical WHERE route "
+                               "IS NULL"),
+                     3);
+    q_text(db, "SELECT group_concat(raw_ptr, ',') FROM (SELECT raw_ptr FROM "
+               "canonical WHERE event_id = '01HZ9V2GLD0000000000000002' "
+               "ORDER BY seq)",
+           text, sizeof text);
+    assert_string_equal(text, "/alerts/0,/alerts/1");
+    q_text(db, "SELECT dedupkey FROM canonical WHERE id = "
+               "'01HZ9V2CAN0000000000000002'",
+           text, sizeof text);
+    assert_string_equal(text, "DiskFull");
+    /* The new tables are there, empty. */
+    assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_schema WHERE "
+                               "type = 'table' AND name IN ('deliveries', "
+                               "'attempts', 'connector_kv')"),
+                     3);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM deliveries"), 0);
+    q_text(db, "PRAGMA integrity_check", text, sizeof text);
+    assert_string_equal(text, "ok");
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    /* The normalizer picks up where v2 stopped. */
+    hl_stored_batch b;
+    assert_int_equal(hl_queue_read_received(g.q, -1, 10, &b), 0);
+    assert_int_equal(b.n, 1);
+    assert_string_equal(b.v[0].ev.id, v2_events[3].id);
+    assert_int_equal(b.v[0].seq, 4);
+    assert_null(b.v[0].ev.content_type);
+    assert_int_equal(b.v[0].ev.body_len, 10);
+    assert_memory_equal(b.v[0].ev.body, "\0\xffnot json", 10);
+    assert_string_equal(b.v[0].ev.correlation_id, "corr-v2-4");
+    hl_stored_batch_free(&b);
+
+    /* v2's idempotency key still holds. */
+    ev_slot *dup = ev_text("github", "v2-delivery-1", "{\"again\":1}");
+    append_wait(dup);
+    assert_duplicate_of(dup, v2_events[0].id);
+
+    /* And the old webhook gets deliveries like a new one. */
+    ev_slot old;
+    memset(&old, 0, sizeof old);
+    snprintf(old.ev.id, sizeof old.ev.id, "%s", v2_events[3].id);
+    old.ev.tenant = "acme";
+    old.ev.source = "github";
+    const char *rows[] = {"ci:pager"};
+    made_t m;
+    settle_wait(&old, rows, 1, NULL, &m);
+    assert_int_equal(hl_queue_backlog(g.q), 1);
+    hl_lease *l = lease("pager", 10, hl_now_ms() + DUE_SLACK_MS, 30000);
+    assert_int_equal(l->n, 1);
+    assert_string_equal(l->v[0].correlation_id, "corr-v2-4");
+    assert_string_equal(l->v[0].tenant, "acme");
+    finish();
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--make-golden"))
@@ -1552,6 +2496,18 @@ int main(int argc, char **argv)
         T(test_close_drains_and_refuses_new_appends),
         T(test_newer_schema_file_left_untouched),
         T(test_open_error_names_the_cause),
+        T(test_settle_writes_events_and_deliveries),
+        T(test_settle_twice_writes_nothing),
+        T(test_lease_returns_due_deliveries_with_their_event),
+        T(test_lease_takes_at_most_max),
+        T(test_finish_delivered_and_failed),
+        T(test_finish_retrying_waits_until_next),
+        T(test_finish_given_back),
+        T(test_expired_lease_and_stale_finish),
+        T(test_kv_put_get_delete),
+        T(test_backlog_counts_webhooks_and_live_deliveries),
+        T(test_deliveries_survive_reopen),
+        T(test_golden_v2_opens_and_migrates),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
