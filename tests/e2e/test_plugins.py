@@ -1,0 +1,171 @@
+"""Connector plugins as a user meets them: `hookline check` and `hookline
+run` refuse a plugin that is missing, not a connector, built for another
+ABI, or configured wrongly, naming the file, the instance and the problem;
+`hookline connectors` prints every plugin's keys."""
+from pathlib import Path
+
+from conftest import BIN, ROOT, run_cli
+
+PLUGINS = ROOT / "build" / "test" / "plugins"
+CONNECTORS = Path(BIN).resolve().parent / "connectors"
+
+
+def write(tmp_path, connectors):
+    f = tmp_path / "hookline.yaml"
+    f.write_text(f"""\
+server: {{ listen: 127.0.0.1:0 }}
+storage: {{ path: ./hookline.db }}
+connectors_path: [{PLUGINS}, {CONNECTORS}]
+connectors:
+{connectors}
+routes:
+  - to: [x]
+""")
+    return f
+
+
+def errors(p):
+    return [l for l in p.stderr.splitlines() if ": error: " in l]
+
+
+def check_one(tmp_path, section):
+    f = write(tmp_path, "  x:\n" + section)
+    p = run_cli("check", "-c", str(f))
+    assert p.returncode == 1, p.stdout
+    return f, errors(p)
+
+
+def test_wrong_abi_names_the_file_and_both_versions(tmp_path):
+    f, errs = check_one(tmp_path, "    plugin: bad_abi\n")
+    assert errs == [
+        f"{f}:6:13: error: connectors.x: {PLUGINS}/bad_abi.so was built for "
+        "connector ABI 2.0, and this hookline loads ABI 1.x: rebuild it "
+        "against this hookline's hookline/connector.h"]
+
+
+def test_missing_entry_symbol(tmp_path):
+    f, errs = check_one(tmp_path, "    plugin: no_entry\n")
+    assert errs == [
+        f"{f}:6:13: error: connectors.x: {PLUGINS}/no_entry.so is not a "
+        "hookline connector: it exports no hookline_connector_entry function "
+        "(define one with HLC_DEFINE_CONNECTOR from hookline/connector.h)"]
+
+
+def test_descriptor_smaller_than_the_abi(tmp_path):
+    f, errs = check_one(tmp_path, "    plugin: short_desc\n")
+    assert errs == [
+        f"{f}:6:13: error: connectors.x: {PLUGINS}/short_desc.so: its "
+        "descriptor is 16 bytes, less than ABI 1.0's 72: the plugin was not "
+        "built with hookline/connector.h"]
+
+
+def test_missing_plugin_lists_where_it_looked(tmp_path):
+    f, errs = check_one(tmp_path, "    plugin: nothere\n")
+    assert errs == [
+        f"{f}:6:13: error: connectors.x: no connector plugin 'nothere': "
+        f"nothere.so is not in {PLUGINS}, {CONNECTORS} (set connectors_path "
+        "to the folder that holds it; `hookline connectors` lists what is "
+        "there)"]
+
+
+def test_keys_checked_against_the_plugins_table(tmp_path):
+    f, errs = check_one(tmp_path, """\
+    plugin: picky
+    chanel: x
+    mode: medium
+    retries: many
+    wait: soon
+    text: "{{#a}}"
+    auth: { user: bob }
+""")
+    assert errs == [
+        f"{f}:7:5: error: connectors.x.chanel: unknown key 'chanel'; did you "
+        "mean 'channel'?",
+        f"{f}:8:11: error: connectors.x.mode: 'medium' is not one of fast|slow",
+        f"{f}:9:14: error: connectors.x.retries: 'many' is not a whole number",
+        f"{f}:10:11: error: connectors.x.wait: 'soon' is not a duration; "
+        "write e.g. 500ms, 15s, 2m",
+        f"{f}:11:11: error: connectors.x.text: the Mustache template does not "
+        "compile: line 1, column 7: unclosed section 'a' opened at line 1, "
+        "column 1",
+        f"{f}:12:11: error: connectors.x.auth: missing required key 'token' "
+        "(a token, required when auth is given)",
+        f"{f}:6:5: error: connectors.x: missing required key 'channel' "
+        "(where messages go)",
+    ]
+
+
+def test_connector_refusing_its_config_points_at_the_key(tmp_path):
+    f, errs = check_one(tmp_path, """\
+    plugin: picky
+    channel: general
+    auth: { token: t }
+""")
+    assert errs == [f"{f}:7:14: error: connectors.x.channel: 'general' must "
+                    "start with '#'"]
+
+
+def test_connector_refusing_without_a_key(tmp_path):
+    f, errs = check_one(tmp_path, """\
+    plugin: picky
+    channel: "#ops"
+    retries: 11
+    auth: { token: t }
+""")
+    assert errs == [f"{f}:6:5: error: connectors.x: the picky connector "
+                    "refused its configuration: at most 10 retries"]
+
+
+def test_webhook_checks_its_secrets(tmp_path):
+    f, errs = check_one(tmp_path, """\
+    plugin: webhook
+    url: https://hooks.example/in
+    signing: { standard_webhooks: { secret: not-a-whsec } }
+""")
+    assert errs == [
+        f"{f}:8:45: error: connectors.x.signing.standard_webhooks.secret: "
+        "not a Standard Webhooks secret: expected whsec_ and base64"]
+
+
+def test_run_refuses_to_start_with_a_bad_plugin(tmp_path):
+    f = write(tmp_path, "  x:\n    plugin: bad_abi\n")
+    p = run_cli("run", "-c", str(f), timeout=20)
+    assert p.returncode == 1
+    assert "was built for connector ABI 2.0" in p.stderr
+    assert "hookline did not start" in p.stderr
+
+
+def test_good_plugins_pass_check(tmp_path):
+    f = write(tmp_path, """\
+  x:
+    plugin: picky
+    channel: "#ops"
+    wait: 2s
+    text: "{{data.title}}"
+    auth: { token: t, user: bob }
+  hook:
+    plugin: webhook
+    url: https://hooks.example/in
+    signing: { hmac: { secret: s3cret, algorithm: sha512 } }
+""")
+    p = run_cli("check", "-c", str(f))
+    assert p.returncode == 0, p.stderr
+    assert "2 connectors" in p.stdout
+
+
+def test_connectors_command_prints_keys():
+    p = run_cli("connectors", "webhook")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "webhook 1.0.0" in out
+    assert f"file: {CONNECTORS}/webhook.so" in out
+    for key in ("signing.standard_webhooks.secrets", "signing.hmac.algorithm",
+                "auth.bearer", "tls.client_cert", "body"):
+        assert f"    {key} " in out
+    assert "default sha256; one of sha1|sha256|sha512" in out
+
+
+def test_connectors_command_unknown_name():
+    p = run_cli("connectors", "nosuch")
+    assert p.returncode == 1
+    assert "no connector plugin named nosuch found in" in p.stderr
