@@ -1,6 +1,7 @@
 /* engine.c - the running daemon: loop, listener, signals, reload, shutdown. */
 #include "engine.h"
 
+#include "dispatch.h"
 #include "err.h"
 #include "http.h"
 #include "intake.h"
@@ -23,7 +24,9 @@ typedef struct {
     hl_queue *queue;
     hl_intake *intake;
     hl_normalizer *normalizer;
-    hl_mappings *maps; /* until the normalizer takes them */
+    hl_dispatcher *dispatcher;
+    hl_mappings *maps;     /* until the normalizer takes them */
+    hl_plugins *plugins;   /* until the dispatcher takes them */
     hl_config *cfg;
     const char *config_path;
     int stopping;
@@ -156,19 +159,38 @@ static void note_restart_keys(const hl_config *old, const hl_config *cur)
                 "storage.durability changed; restart hookline to apply");
 }
 
+int hl_engine_load(const char *path, hl_diags *d, hl_loaded *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = hl_config_load(path, d, &out->cfg);
+    if (rc)
+        return rc;
+    /* Every part reports its problems, so one run shows them all. */
+    rc = hl_mappings_for_config(out->cfg, d, &out->maps);
+    int rc2 = hl_redactors_check(out->cfg, d);
+    int rc3 = hl_plugins_load(out->cfg, d, &out->plugins);
+    rc = rc ? rc : rc2 ? rc2 : rc3;
+    if (rc)
+        hl_loaded_free(out);
+    return rc;
+}
+
+void hl_loaded_free(hl_loaded *l)
+{
+    hl_mappings_destroy(l->maps);
+    hl_plugins_release(l->plugins);
+    hl_config_destroy(l->cfg);
+    memset(l, 0, sizeof *l);
+}
+
 static void reload(engine *e)
 {
     hl_diags d = {0};
-    hl_config *next = NULL;
     HL_INFO("config", "reloading", "file", e->config_path);
-    hl_mappings *maps = NULL;
-    int rc = hl_config_load(e->config_path, &d, &next);
-    if (!rc && (rc = hl_mappings_for_config(next, &d, &maps) |
-                     hl_redactors_check(next, &d))) {
-        hl_mappings_destroy(maps);
-        hl_config_destroy(next);
-        next = NULL;
-    }
+    hl_loaded l;
+    int rc = hl_engine_load(e->config_path, &d, &l);
+    hl_config *next = l.cfg;
+    hl_mappings *maps = l.maps;
     log_diags(&d, HL_LOG_ERROR);
     if (rc) {
         char n[32];
@@ -186,8 +208,9 @@ static void reload(engine *e)
     apply_log(next);
     hl_intake_set_config(e->intake, next);
     hl_normalizer_set_config(e->normalizer, next, maps);
-    hl_http_limits l = limits_of(next);
-    hl_http_server_set_limits(e->http, &l);
+    hl_dispatcher_set_config(e->dispatcher, next, l.plugins);
+    hl_http_limits lim = limits_of(next);
+    hl_http_server_set_limits(e->http, &lim);
     hl_config_destroy(old);
     e->reloads++;
     char n[32];
@@ -205,6 +228,8 @@ static void close_all(engine *e)
     uv_close((uv_handle_t *)&e->grace, NULL);
     hl_normalizer_stop(e->normalizer);
     e->normalizer = NULL;
+    hl_dispatcher_stop(e->dispatcher, HL_DISPATCH_GRACE_MS);
+    e->dispatcher = NULL;
     if (e->queue) {
         hl_queue_close(e->queue); /* answers what is still queued */
         e->queue = NULL;
@@ -286,6 +311,13 @@ static int start(engine *e)
     e->maps = NULL;
     if (rc)
         return rc;
+    rc = hl_dispatcher_start(e->queue, e->cfg, e->plugins, &e->dispatcher);
+    e->plugins = NULL;
+    if (rc) {
+        HL_ERROR("dispatch", "cannot start the dispatcher", "reason",
+                 hl_strerror(rc));
+        return rc;
+    }
     hl_http_limits l = limits_of(e->cfg);
     rc = hl_http_server_create(&e->loop, &l, on_request, e, &e->http);
     if (rc)
@@ -308,18 +340,23 @@ static int start(engine *e)
     return 0;
 }
 
-int hl_engine_run_take(const char *config_path, hl_config *cfg,
-                       hl_mappings *maps)
+int hl_engine_run_take(const char *config_path, hl_loaded *l)
 {
-    engine e = {.cfg = cfg, .config_path = config_path, .maps = maps};
+    engine e = {.cfg = l->cfg,
+                .config_path = config_path,
+                .maps = l->maps,
+                .plugins = l->plugins};
+    memset(l, 0, sizeof *l);
     signal(SIGPIPE, SIG_IGN);
-    apply_log(cfg);
+    apply_log(e.cfg);
     int rc = start(&e);
     if (!rc)
         rc = uv_run(&e.loop, UV_RUN_DEFAULT);
     /* After a failed start, close whatever is still open. */
     hl_normalizer_stop(e.normalizer);
+    hl_dispatcher_stop(e.dispatcher, HL_DISPATCH_GRACE_MS);
     hl_mappings_destroy(e.maps);
+    hl_plugins_release(e.plugins);
     if (e.queue)
         hl_queue_close(e.queue);
     uv_walk(&e.loop, close_walk, NULL);

@@ -2,7 +2,9 @@
 #include "normalize.h"
 
 #include "err.h"
+#include "id.h"
 #include "log.h"
+#include "route.h"
 #include "ydoc.h"
 
 #include <errno.h>
@@ -33,6 +35,7 @@ struct hl_normalizer {
     pthread_mutex_t mu; /* guards cfg and maps */
     hl_config *cfg;
     hl_mappings *maps;
+    hl_router *router;
     /* Waking is apart from mu: the writer wakes us while holding the
      * queue's lock, and we settle (take the queue's lock) holding mu. */
     pthread_mutex_t wmu;
@@ -40,7 +43,7 @@ struct hl_normalizer {
     _Atomic int stopping;
     int woken;
     _Atomic uint64_t rescan_at; /* read from the start again after then */
-    _Atomic uint64_t normalized, events, unparsed;
+    _Atomic uint64_t normalized, events, unparsed, unrouted, deliveries;
 };
 
 int hl_mappings_for_config(const hl_config *cfg, hl_diags *d,
@@ -96,10 +99,42 @@ static char *dup_field(json_t *e, const char *key)
     return v ? strdup(v) : NULL;
 }
 
-/* The events as rows, serialized here rather than on the writer. data.raw
- * is a part of the stored body: where the mapping says where, it is kept
- * as a pointer instead of a second copy. */
-static int to_rows(hl_settle *out, const hl_mapping *m, json_t *events)
+/* The connectors the routes send e to: one delivery each. */
+static int route_row(hl_normalizer *n, json_t *e, hl_canonical_row *r)
+{
+    size_t idx[256];
+    const char *route = NULL;
+    size_t k = hl_route_event(n->router, e, idx, 256, &route);
+    if (k > 256)
+        k = 256; /* more connectors than any configuration has */
+    if (!route) {
+        atomic_fetch_add(&n->unrouted, 1);
+        return 0;
+    }
+    if (!(r->route = strdup(route)))
+        return HL_ENOMEM;
+    if (!k)
+        return 0;
+    r->connectors = calloc(k, sizeof *r->connectors);
+    r->delivery_ids = calloc(k, sizeof *r->delivery_ids);
+    if (!r->connectors || !r->delivery_ids)
+        return HL_ENOMEM;
+    int64_t now = hl_now_ms();
+    for (size_t i = 0; i < k; i++) {
+        r->n_deliveries++;
+        if (!(r->connectors[i] = strdup(n->cfg->connectors[idx[i]].name)) ||
+            hl_id_new(now, r->delivery_ids[i]))
+            return HL_ENOMEM;
+    }
+    atomic_fetch_add(&n->deliveries, k);
+    return 0;
+}
+
+/* The events as rows, serialized here rather than on the writer, with the
+ * deliveries the routes make. data.raw is a part of the stored body: where
+ * the mapping says where, it is kept as a pointer instead of a copy. */
+static int to_rows(hl_normalizer *nz, hl_settle *out, const hl_mapping *m,
+                   json_t *events)
 {
     size_t n = json_array_size(events);
     out->rows = calloc(n ? n : 1, sizeof *out->rows);
@@ -114,6 +149,8 @@ static int to_rows(hl_settle *out, const hl_mapping *m, json_t *events)
         r->severity = dup_field(e, "severity");
         r->dedupkey = dup_field(e, "dedupkey");
         r->time = dup_field(e, "time");
+        if (route_row(nz, e, r))
+            return HL_ENOMEM;
         char ptr[512];
         json_t *data = json_object_get(e, "data");
         if (!hl_map_raw_pointer(m, i, ptr, sizeof ptr)) {
@@ -151,7 +188,7 @@ static hl_settle *normalize_one(hl_normalizer *n, const hl_stored *st)
     else if (!hl_map_apply(m, src, &st->ev, &events, out->reason,
                            sizeof out->reason))
         out->parsed = 1;
-    if (out->parsed && to_rows(out, m, events)) {
+    if (out->parsed && to_rows(n, out, m, events)) {
         json_decref(events);
         hl_settle_free(out);
         return NULL;
@@ -265,6 +302,11 @@ int hl_normalizer_start(hl_queue *q, hl_config *cfg, hl_mappings *maps,
         return HL_ENOMEM;
     }
     n->q = q;
+    if (hl_router_create(cfg, &n->router)) {
+        hl_mappings_destroy(maps);
+        free(n);
+        return HL_ENOMEM;
+    }
     n->cfg = hl_config_retain(cfg);
     n->maps = maps;
     n->rescan_at = mono_ms() + RESCAN_MS;
@@ -276,6 +318,7 @@ int hl_normalizer_start(hl_queue *q, hl_config *cfg, hl_mappings *maps,
         hl_queue_on_commit(q, NULL, NULL);
         hl_config_destroy(n->cfg);
         hl_mappings_destroy(maps);
+        hl_router_destroy(n->router);
         pthread_mutex_destroy(&n->mu);
         pthread_mutex_destroy(&n->wmu);
         pthread_cond_destroy(&n->cv);
@@ -289,14 +332,24 @@ int hl_normalizer_start(hl_queue *q, hl_config *cfg, hl_mappings *maps,
 void hl_normalizer_set_config(hl_normalizer *n, hl_config *cfg,
                               hl_mappings *maps)
 {
+    hl_router *router = NULL;
+    if (hl_router_create(cfg, &router)) {
+        HL_ERROR("normalize", "out of memory building the routes; the "
+                              "running configuration is kept");
+        hl_mappings_destroy(maps);
+        return;
+    }
     pthread_mutex_lock(&n->mu);
     hl_config *old = n->cfg;
     hl_mappings *old_maps = n->maps;
+    hl_router *old_router = n->router;
     n->cfg = hl_config_retain(cfg);
     n->maps = maps;
+    n->router = router;
     pthread_mutex_unlock(&n->mu);
     hl_config_destroy(old);
     hl_mappings_destroy(old_maps);
+    hl_router_destroy(old_router);
     /* A fixed mapping may fit what did not: unparsed webhooks go back in
      * line, and are read again once that has been committed. */
     if (hl_queue_retry_unparsed(n->q))
@@ -315,14 +368,17 @@ void hl_normalizer_stop(hl_normalizer *n)
     pthread_mutex_unlock(&n->wmu);
     pthread_join(n->thread, NULL);
     hl_queue_on_commit(n->q, NULL, NULL); /* the writer calls it no more */
-    char a[32], b[32], c[32];
+    char a[32], b[32], c[32], d[32], e[32];
     snprintf(a, sizeof a, "%llu", (unsigned long long)n->normalized);
     snprintf(b, sizeof b, "%llu", (unsigned long long)n->events);
     snprintf(c, sizeof c, "%llu", (unsigned long long)n->unparsed);
+    snprintf(d, sizeof d, "%llu", (unsigned long long)n->unrouted);
+    snprintf(e, sizeof e, "%llu", (unsigned long long)n->deliveries);
     HL_INFO("normalize", "stopped", "normalized", a, "events", b, "unparsed",
-            c);
+            c, "unrouted", d, "deliveries", e);
     hl_config_destroy(n->cfg);
     hl_mappings_destroy(n->maps);
+    hl_router_destroy(n->router);
     pthread_mutex_destroy(&n->mu);
     pthread_mutex_destroy(&n->wmu);
     pthread_cond_destroy(&n->cv);
@@ -334,4 +390,6 @@ void hl_normalizer_stats_get(const hl_normalizer *n, hl_normalizer_stats *out)
     out->normalized = atomic_load(&n->normalized);
     out->events = atomic_load(&n->events);
     out->unparsed = atomic_load(&n->unparsed);
+    out->unrouted = atomic_load(&n->unrouted);
+    out->deliveries = atomic_load(&n->deliveries);
 }

@@ -30,6 +30,8 @@ typedef struct {
     uint64_t normalized; /* webhooks that became canonical events */
     uint64_t events;     /* canonical events made */
     uint64_t unparsed;
+    uint64_t unrouted;   /* canonical events no route matched */
+    uint64_t deliveries; /* deliveries the routes made */
 } hl_normalizer_stats;
 
 void hl_normalizer_stats_get(const hl_normalizer *n, hl_normalizer_stats *out);

@@ -1,0 +1,948 @@
+/* dispatch.c - the dispatcher: leased deliveries -> connector render -> libcurl -> classify -> settled. */
+#include "dispatch.h"
+
+#include "client.h"
+#include "err.h"
+#include "id.h"
+#include "log.h"
+#include "policy.h"
+#include "redact.h"
+
+#include <jansson.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A lease outlives the longest attempt (the timeout) by this much plus
+ * half the timeout. After a crash, what was in flight is sent again once
+ * its lease runs out. */
+#define LEASE_MARGIN_MS 2000
+/* The part of a response kept with its attempt. */
+#define EXCERPT_BYTES 2048
+/* How often a connector whose lease failed (a busy store) asks again. */
+#define LEASE_RETRY_MS 500
+/* Deliveries leased ahead of what is in flight, at most: the next lease is
+ * on its way while these are sent. */
+#define PREFETCH 256
+/* Attempt records go to the store in batches: this many, or after
+ * FLUSH_MS. */
+#define FLUSH_ROWS 128
+#define FLUSH_MS 2
+
+/* Leased deliveries of a connector not started yet, in lease order. */
+typedef struct ready {
+    hl_lease *lease;
+    size_t next; /* the first item not started */
+    struct ready *link;
+} ready;
+
+typedef struct conn {
+    char name[128];
+    const hl_connector_cfg *ccfg; /* of d->cfg */
+    hlc_instance *inst;           /* of d->plugins */
+    const hl_policy_cfg *policy;
+    hl_redactor *redactor; /* the policy's; NULL: none */
+    uint64_t timeout_ms;
+    uint32_t max_in_flight;
+    uint32_t in_flight;
+    uint32_t asked;
+    /* Leased ahead (up to PREFETCH), so the next lease is on its way while
+     * these are sent. */
+    ready *ready_head, *ready_tail;
+    uint32_t n_ready;
+    int starting;
+    int leasing;
+    int more;         /* deliveries may be due now */
+    int64_t next_due; /* -1: nothing waits */
+    int disabled;     /* the destination said it is gone */
+    int gone;         /* no longer configured */
+} conn;
+
+typedef struct lease_msg {
+    conn *c;
+    hl_lease *lease;
+    struct lease_msg *next;
+} lease_msg;
+
+struct hl_dispatcher {
+    hl_queue *q;
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t timer;
+    uv_timer_t grace;
+    uv_timer_t flush_timer;
+    hl_client *client;
+    /* Shared with other threads, under mu. */
+    pthread_mutex_t mu;
+    lease_msg *inbox;
+    hl_config *next_cfg;
+    hl_plugins *next_plugins;
+    int stop_requested;
+    uint64_t grace_ms;
+    _Atomic int new_deliveries;
+    /* The loop's own. */
+    hl_config *cfg;
+    hl_plugins *plugins;
+    hl_redactor *excerpt_redactor; /* for connectors without redaction */
+    conn **conns;
+    size_t n_conns;
+    hl_attempt_row *pending;
+    size_t n_pending, cap_pending;
+    int stopping;
+    size_t in_flight;
+    _Atomic uint64_t attempts, delivered, retried, failed;
+};
+
+typedef struct {
+    hl_dispatcher *d;
+    conn *c;
+    hl_plugins *plugins; /* a reference: the instance lives while we do */
+    hlc_instance *inst;
+    hl_lease_item it;
+    json_t *event;
+    hlc_request req;
+    int64_t started_ms;
+    uint64_t t0_ns;
+} attempt;
+
+static void pump(hl_dispatcher *d, conn *c);
+static void arm(hl_dispatcher *d);
+static void give_back_ready(hl_dispatcher *d, conn *c);
+
+/* ---- recording outcomes -------------------------------------------------- */
+
+static void flush_pending(hl_dispatcher *d);
+static void on_flush_timer(uv_timer_t *t);
+
+/* A record for the next batch: a full batch goes at once, the rest within
+ * FLUSH_MS. */
+static hl_attempt_row *new_row(hl_dispatcher *d)
+{
+    if (d->n_pending >= FLUSH_ROWS)
+        flush_pending(d);
+    if (!d->stopping && !uv_is_active((uv_handle_t *)&d->flush_timer))
+        uv_timer_start(&d->flush_timer, on_flush_timer, FLUSH_MS, 0);
+    if (d->n_pending == d->cap_pending) {
+        size_t cap = d->cap_pending ? d->cap_pending * 2 : 64;
+        hl_attempt_row *v = realloc(d->pending, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        d->pending = v;
+        d->cap_pending = cap;
+    }
+    hl_attempt_row *r = &d->pending[d->n_pending++];
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+static void flush_pending(hl_dispatcher *d)
+{
+    if (!d->n_pending)
+        return;
+    hl_attempt_row *rows = d->pending;
+    size_t n = d->n_pending;
+    d->pending = NULL;
+    d->n_pending = d->cap_pending = 0;
+    int rc = hl_queue_finish_take(d->q, rows, n);
+    if (rc)
+        HL_ERROR("dispatch", "could not record attempts; their leases run "
+                             "out and they are sent again",
+                 "reason", hl_strerror(rc));
+}
+
+static void on_flush_timer(uv_timer_t *t)
+{
+    flush_pending(t->data);
+}
+
+static double random_unit(void)
+{
+    uint32_t r;
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = (uint32_t)rand();
+    return (double)r / 4294967296.0;
+}
+
+static const char *error_class(const hl_xfer_res *res)
+{
+    if (!res)
+        return NULL;
+    if (res->error != HL_XERR_NONE)
+        return hl_xfer_error_name(res->error);
+    if (res->status >= 500)
+        return "http_5xx";
+    if (res->status >= 400)
+        return "http_4xx";
+    if (res->status >= 300)
+        return "http_3xx";
+    return NULL;
+}
+
+/* Record the end of an attempt (or of a delivery that was never sent:
+ * res NULL, counted 0). */
+static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
+                   int counted)
+{
+    hl_dispatcher *d = a->d;
+    conn *c = a->c;
+    int64_t now = hl_now_ms();
+    hl_attempt_row *r = new_row(d);
+    if (!r) {
+        HL_ERROR("dispatch", "out of memory recording an attempt; its lease "
+                             "runs out and it is sent again",
+                 "delivery", a->it.id);
+        return;
+    }
+    snprintf(r->id, sizeof r->id, "%s", a->it.id);
+    r->attempt = a->it.attempt;
+    r->started_ms = a->started_ms ? a->started_ms : now;
+    r->duration_ms = a->t0_ns ? (uint32_t)((uv_hrtime() - a->t0_ns) / 1000000)
+                              : 0;
+    r->status = res ? res->status : 0;
+    r->error_class = error_class(res);
+    r->counted = counted;
+    r->reason = strdup(o->reason);
+    switch (o->verdict) {
+    case HLC_DELIVERED:
+        r->state = HL_DS_DELIVERED;
+        atomic_fetch_add(&d->delivered, 1);
+        break;
+    case HLC_FAILED:
+        r->state = HL_DS_FAILED;
+        atomic_fetch_add(&d->failed, 1);
+        break;
+    case HLC_DISABLE:
+        if (!c->disabled)
+            HL_ERROR("dispatch",
+                     "connector disabled: the destination says it is gone; "
+                     "its deliveries wait until it is resumed",
+                     "connector", c->name, "reason", o->reason);
+        c->disabled = 1;
+        r->state = HL_DS_RETRYING;
+        r->next_ms = now;
+        break;
+    default: /* HLC_RETRY */
+        if (!counted) {
+            r->state = HL_DS_QUEUED;
+            r->next_ms = now + (o->retry_after_ms > 0 ? o->retry_after_ms : 0);
+            break;
+        }
+        r->state = hl_retry_next(&c->policy->retry, a->it.attempt,
+                                 a->it.created_ms, now, o->retry_after_ms,
+                                 random_unit(), &r->next_ms);
+        atomic_fetch_add(r->state == HL_DS_RETRYING ? &d->retried : &d->failed,
+                         1);
+        break;
+    }
+    if (res && res->body_len) {
+        size_t n = res->body_len < EXCERPT_BYTES ? res->body_len
+                                                 : EXCERPT_BYTES;
+        const hl_redactor *red = c->redactor ? c->redactor
+                                             : d->excerpt_redactor;
+        r->response = red ? hl_redact_text(red, res->body, n, NULL)
+                          : strndup(res->body, n);
+    }
+    if (r->state == HL_DS_RETRYING && r->next_ms &&
+        (c->next_due < 0 || r->next_ms < c->next_due))
+        c->next_due = r->next_ms;
+    if (counted)
+        atomic_fetch_add(&d->attempts, 1);
+    if (hl_log_get_level() <= HL_LOG_DEBUG) {
+        char st[16];
+        snprintf(st, sizeof st, "%d", r->status);
+        HL_DEBUG("dispatch", "attempt", "delivery", a->it.id, "connector",
+                 c->name, "state", hl_delivery_state_name(r->state), "status",
+                 st, "reason", o->reason);
+    }
+}
+
+static void outcome_set(hlc_outcome *o, int verdict, const char *why)
+{
+    o->verdict = (uint32_t)verdict;
+    o->retry_after_ms = -1;
+    size_t n = strlen(why);
+    if (n >= sizeof o->reason)
+        n = sizeof o->reason - 1;
+    memcpy(o->reason, why, n);
+    o->reason[n] = 0;
+}
+
+static void attempt_free(attempt *a)
+{
+    json_decref(a->event);
+    hl_request_free(&a->req);
+    free(a->it.event);
+    free(a->it.raw_ptr);
+    free(a->it.raw_body);
+    free(a->it.correlation_id);
+    hl_plugins_release(a->plugins);
+    free(a);
+}
+
+/* The attempt is over: record it and let the connector lease again. */
+static void attempt_end(attempt *a, const hlc_outcome *o,
+                        const hl_xfer_res *res, int counted)
+{
+    hl_dispatcher *d = a->d;
+    conn *c = a->c;
+    settle(a, o, res, counted);
+    c->in_flight--;
+    d->in_flight--;
+    attempt_free(a);
+    if (c->disabled && !c->starting)
+        give_back_ready(d, c);
+    pump(d, c);
+    arm(d);
+}
+
+/* ---- one attempt --------------------------------------------------------- */
+
+static void on_response(void *ud, const hl_xfer_res *res)
+{
+    attempt *a = ud;
+    hlc_outcome o = {.retry_after_ms = -1};
+    if (res->error == HL_XERR_ABORTED) {
+        /* Stopped before the answer: not an attempt the destination saw
+         * through; it goes back in line. */
+        outcome_set(&o, HLC_RETRY, "given back at shutdown");
+        attempt_end(a, &o, NULL, 0);
+        return;
+    }
+    hlc_response resp = {.res = res};
+    const hlc_connector *desc = a->inst->desc;
+    if (desc->classify) {
+        hlc_delivery dl = {
+            .struct_size = sizeof dl,
+            .attempt = a->it.attempt,
+            .delivery_id = a->it.id,
+            .event_id = a->it.event_id,
+            .correlation_id = a->it.correlation_id ? a->it.correlation_id : "",
+            .connector = a->c->name,
+            .now_ms = hl_now_ms(),
+        };
+        desc->classify(a->inst->state, (const hlc_json *)a->event, &dl, &resp,
+                       &o);
+        if (o.verdict < HLC_DELIVERED || o.verdict > HLC_DISABLE)
+            hl_classify_default(res, &o);
+    } else {
+        hl_classify_default(res, &o);
+    }
+    attempt_end(a, &o, res, 1);
+}
+
+/* The canonical event with data.raw put back from the webhook's body. */
+static json_t *load_event(const hl_lease_item *it, char *why, size_t whylen)
+{
+    json_error_t e;
+    json_t *ev = json_loads(it->event, 0, &e);
+    if (!ev) {
+        snprintf(why, whylen, "the stored event is not JSON: %s", e.text);
+        return NULL;
+    }
+    if (!it->raw_ptr || !it->raw_body)
+        return ev;
+    json_t *body = json_loadb(it->raw_body, it->raw_len, JSON_DECODE_ANY, &e);
+    const hlc_json *raw = body ? hl_sdk_api.json_pointer((hlc_json *)body,
+                                                         it->raw_ptr)
+                               : NULL;
+    json_t *data = json_object_get(ev, "data");
+    if (raw && json_is_object(data))
+        json_object_set(data, "raw", (json_t *)raw);
+    json_decref(body);
+    return ev;
+}
+
+/* Turn the rendered request into the client's. */
+static int send_request(hl_dispatcher *d, attempt *a)
+{
+    hlc_request *rq = &a->req;
+    hl_header hs[72];
+    size_t n = 0;
+    for (size_t i = 0; i < rq->n_headers && n < 64; i++)
+        hs[n++] = rq->headers[i];
+    if (rq->kind == HL_XFER_HTTP) {
+        if (rq->idem_header)
+            hs[n++] = (hl_header){rq->idem_header, a->it.id};
+        if (a->it.correlation_id)
+            hs[n++] = (hl_header){"X-Request-ID", a->it.correlation_id};
+        hs[n++] = (hl_header){"User-Agent", "hookline/" HL_VERSION};
+    }
+    hl_xfer_req x = {
+        .kind = rq->kind,
+        .method = rq->method,
+        .url = rq->url,
+        .headers = hs,
+        .n_headers = n,
+        .body = rq->body,
+        .body_len = rq->body_len,
+        .timeout_ms = a->c->timeout_ms,
+        .client_cert = rq->client_cert,
+        .client_key = rq->client_key,
+        .ca_file = rq->ca_file,
+        .mail_from = rq->mail_from,
+        .rcpt = (const char *const *)rq->rcpt,
+        .n_rcpt = rq->n_rcpt,
+        .username = rq->username,
+        .password = rq->password,
+        .starttls = rq->starttls,
+    };
+    a->started_ms = hl_now_ms();
+    a->t0_ns = uv_hrtime();
+    return hl_client_send(d->client, &x, on_response, a);
+}
+
+/* Render and send one leased delivery; problems before sending end it
+ * here. */
+static void start_attempt(hl_dispatcher *d, conn *c, hl_lease_item *it)
+{
+    attempt *a = calloc(1, sizeof *a);
+    if (!a) {
+        HL_ERROR("dispatch", "out of memory; the delivery is sent when its "
+                             "lease runs out",
+                 "delivery", it->id);
+        return;
+    }
+    a->d = d;
+    a->c = c;
+    a->it = *it;
+    memset(it, 0, sizeof *it); /* the attempt owns the strings now */
+    snprintf(it->id, sizeof it->id, "%s", a->it.id);
+    a->plugins = hl_plugins_retain(d->plugins);
+    a->inst = c->inst;
+    hl_request_init(&a->req);
+    c->in_flight++;
+    d->in_flight++;
+    hlc_outcome o = {.retry_after_ms = -1};
+    char why[512] = "";
+    if (!a->it.event) {
+        outcome_set(&o, HLC_FAILED, "the canonical event is no longer stored");
+        attempt_end(a, &o, NULL, 1);
+        return;
+    }
+    if (!(a->event = load_event(&a->it, why, sizeof why))) {
+        outcome_set(&o, HLC_FAILED, why);
+        attempt_end(a, &o, NULL, 1);
+        return;
+    }
+    if (c->redactor && hl_redact_json(c->redactor, a->event) < 0) {
+        outcome_set(&o, HLC_RETRY, "redaction failed; the event is not sent unredacted");
+        attempt_end(a, &o, NULL, 1);
+        return;
+    }
+    hlc_delivery dl = {
+        .struct_size = sizeof dl,
+        .attempt = a->it.attempt,
+        .delivery_id = a->it.id,
+        .event_id = a->it.event_id,
+        .correlation_id = a->it.correlation_id ? a->it.correlation_id : "",
+        .connector = c->name,
+        .now_ms = hl_now_ms(),
+    };
+    int rc = a->inst->desc->render(a->inst->state, (const hlc_json *)a->event,
+                                   &dl, &a->req, why, sizeof why);
+    if (rc == HLC_RENDER_SKIP) {
+        outcome_set(&o, HLC_DELIVERED, "nothing to send for this event (the connector skipped "
+                    "it)");
+        attempt_end(a, &o, NULL, 1);
+        return;
+    }
+    if (rc == HLC_RENDER_OK && a->req.kind < 0) {
+        rc = HLC_RENDER_FAILED;
+        snprintf(why, sizeof why, "the connector made no request");
+    }
+    if (rc != HLC_RENDER_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "render: %s",
+                 *why ? why : "the connector gave no reason");
+        outcome_set(&o, rc == HLC_RENDER_RETRY ? HLC_RETRY : HLC_FAILED, msg);
+        attempt_end(a, &o, NULL, 1);
+        return;
+    }
+    if ((rc = send_request(d, a))) {
+        snprintf(why, sizeof why, "the request could not be made: %s",
+                 hl_strerror(rc));
+        outcome_set(&o, HLC_FAILED, why);
+        attempt_end(a, &o, NULL, 1);
+    }
+}
+
+/* ---- leasing --------------------------------------------------------------- */
+
+static uint64_t lease_ms(const conn *c)
+{
+    return c->timeout_ms + c->timeout_ms / 2 + LEASE_MARGIN_MS;
+}
+
+/* On the writer's thread: hand the lease to the loop. */
+static void on_lease(void *ud, hl_lease *l)
+{
+    conn *c = ud;
+    hl_dispatcher *d = *(hl_dispatcher **)(c + 1);
+    lease_msg *m = malloc(sizeof *m);
+    if (!m) {
+        hl_lease_free(l); /* the leases run out and are taken again */
+        return;
+    }
+    m->c = c;
+    m->lease = l;
+    pthread_mutex_lock(&d->mu);
+    m->next = d->inbox;
+    d->inbox = m;
+    pthread_mutex_unlock(&d->mu);
+    uv_async_send(&d->wake);
+}
+
+/* Start leased deliveries while the connector has room. */
+static void start_ready(hl_dispatcher *d, conn *c)
+{
+    if (c->starting)
+        return; /* an attempt that ended at once; the outer call goes on */
+    c->starting = 1;
+    while (c->ready_head && c->in_flight < c->max_in_flight) {
+        ready *r = c->ready_head;
+        hl_lease_item *it = &r->lease->v[r->next++];
+        c->n_ready--;
+        if (r->next == r->lease->n) {
+            c->ready_head = r->link;
+            if (!c->ready_head)
+                c->ready_tail = NULL;
+        }
+        start_attempt(d, c, it);
+        if (r->next == r->lease->n) {
+            hl_lease_free(r->lease);
+            free(r);
+        }
+    }
+    c->starting = 0;
+}
+
+/* Give back what was leased and not started (stopping, or the connector
+ * is gone or held). */
+static void give_back_ready(hl_dispatcher *d, conn *c)
+{
+    while (c->ready_head) {
+        ready *r = c->ready_head;
+        c->ready_head = r->link;
+        for (; r->next < r->lease->n; r->next++) {
+            attempt a = {.d = d, .c = c, .it = r->lease->v[r->next]};
+            hlc_outcome o;
+            outcome_set(&o, HLC_RETRY, "given back unsent");
+            settle(&a, &o, NULL, 0);
+        }
+        hl_lease_free(r->lease);
+        free(r);
+    }
+    c->ready_tail = NULL;
+    c->n_ready = 0;
+}
+
+static void pump(hl_dispatcher *d, conn *c)
+{
+    if (d->stopping || c->gone || c->disabled)
+        return;
+    start_ready(d, c);
+    if (c->leasing)
+        return;
+    uint32_t ahead = c->max_in_flight < PREFETCH ? c->max_in_flight : PREFETCH;
+    uint32_t cap = c->max_in_flight + ahead, have = c->in_flight + c->n_ready;
+    if (have >= cap)
+        return;
+    /* Lease in batches: wait until half of what is leased ahead is used,
+     * unless idle. */
+    if (have && cap - have < (ahead + 1) / 2)
+        return;
+    int64_t now = hl_now_ms();
+    if (!c->more && (c->next_due < 0 || c->next_due > now))
+        return;
+    c->more = 0;
+    c->asked = cap - have;
+    c->leasing = 1;
+    int rc = hl_queue_lease(d->q, c->name, c->asked, now, lease_ms(c),
+                            on_lease, c);
+    if (rc) {
+        c->leasing = 0;
+        c->next_due = now + LEASE_RETRY_MS;
+    }
+}
+
+static void got_lease(hl_dispatcher *d, conn *c, hl_lease *l)
+{
+    if (hl_log_get_level() <= HL_LOG_DEBUG) {
+        char n[32], ask[32];
+        snprintf(n, sizeof n, "%zu", l->n);
+        snprintf(ask, sizeof ask, "%u", c->asked);
+        HL_DEBUG("dispatch", "leased", "connector", c->name, "asked", ask,
+                 "got", n, "first", l->n ? l->v[0].id : "");
+    }
+    c->leasing = 0;
+    c->next_due = l->next_due_ms;
+    if (l->status)
+        c->next_due = hl_now_ms() + LEASE_RETRY_MS;
+    else if (l->n >= c->asked)
+        c->more = 1; /* there may be more than we asked for */
+    ready *r = l->n ? calloc(1, sizeof *r) : NULL;
+    if (!r) {
+        if (l->n)
+            HL_ERROR("dispatch", "out of memory; leased deliveries are sent "
+                                 "when their leases run out",
+                     "connector", c->name);
+        hl_lease_free(l);
+        return;
+    }
+    r->lease = l;
+    if (c->ready_tail)
+        c->ready_tail->link = r;
+    else
+        c->ready_head = r;
+    c->ready_tail = r;
+    c->n_ready += (uint32_t)l->n;
+    if (d->stopping || c->gone || c->disabled)
+        give_back_ready(d, c);
+    else
+        pump(d, c);
+}
+
+/* ---- configuration ------------------------------------------------------- */
+
+static conn *conn_find(hl_dispatcher *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_conns; i++)
+        if (!strcmp(d->conns[i]->name, name))
+            return d->conns[i];
+    return NULL;
+}
+
+/* A conn is followed in memory by its dispatcher's address, so the
+ * writer's lease callback finds it. */
+static conn *conn_new(hl_dispatcher *d, const char *name)
+{
+    conn **v = realloc(d->conns, (d->n_conns + 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    d->conns = v;
+    conn *c = calloc(1, sizeof *c + sizeof(hl_dispatcher *));
+    if (!c)
+        return NULL;
+    *(hl_dispatcher **)(c + 1) = d;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->next_due = -1;
+    c->more = 1; /* look for what waits from before */
+    d->conns[d->n_conns++] = c;
+    return c;
+}
+
+static void apply_config(hl_dispatcher *d, hl_config *cfg, hl_plugins *p)
+{
+    /* A connector no longer configured finishes what is in flight under
+     * the new default policy, and leases no more. */
+    for (size_t i = 0; i < d->n_conns; i++) {
+        conn *c = d->conns[i];
+        c->gone = 1;
+        c->ccfg = NULL;
+        c->inst = NULL;
+        c->policy = &cfg->default_policy;
+        hl_redactor_destroy(c->redactor);
+        c->redactor = NULL;
+    }
+    for (size_t i = 0; i < cfg->n_connectors; i++) {
+        const hl_connector_cfg *cc = &cfg->connectors[i];
+        conn *c = conn_find(d, cc->name);
+        if (!c && !(c = conn_new(d, cc->name))) {
+            HL_ERROR("dispatch", "out of memory; connector not started",
+                     "connector", cc->name);
+            continue;
+        }
+        const hl_policy_cfg *pol = hl_config_policy_for(cfg, cc);
+        hl_redactor *red = NULL;
+        if (pol->n_redact) {
+            hl_diags dg = {0};
+            if (hl_redactor_for(cfg, pol->redact, pol->n_redact, &dg, &red))
+                HL_ERROR("dispatch", "the policy's redaction cannot be built; "
+                                     "the connector is held",
+                         "connector", cc->name);
+            hl_diags_free(&dg);
+        }
+        c->redactor = red;
+        c->ccfg = cc;
+        c->inst = hl_plugins_instance(p, i);
+        c->policy = pol;
+        c->timeout_ms = cc->timeout_ms ? cc->timeout_ms
+                                       : cfg->outbound.timeout_ms;
+        c->max_in_flight = pol->max_in_flight ? (uint32_t)pol->max_in_flight
+                                              : 16;
+        /* Held when its redaction could not be built: never unredacted. */
+        c->gone = pol->n_redact && !red;
+        c->more = 1;
+    }
+    for (size_t i = 0; i < d->n_conns; i++)
+        if (d->conns[i]->gone)
+            give_back_ready(d, d->conns[i]);
+    hl_plugins_attach(p, d->q);
+    hl_config *old_cfg = d->cfg;
+    hl_plugins *old_p = d->plugins;
+    d->cfg = cfg;
+    d->plugins = p;
+    hl_plugins_release(old_p);
+    hl_config_destroy(old_cfg);
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static void pump_all(hl_dispatcher *d);
+
+static void on_timer(uv_timer_t *t)
+{
+    pump_all(t->data);
+}
+
+static void pump_all(hl_dispatcher *d)
+{
+    for (size_t i = 0; i < d->n_conns; i++)
+        pump(d, d->conns[i]);
+    arm(d);
+}
+
+/* One timer for the soonest due time of any connector that can lease. */
+static void arm(hl_dispatcher *d)
+{
+    int64_t now = hl_now_ms(), soonest = -1;
+    for (size_t i = 0; i < d->n_conns; i++) {
+        conn *c = d->conns[i];
+        if (c->gone || c->disabled || c->leasing || c->next_due < 0 ||
+            c->in_flight >= c->max_in_flight)
+            continue;
+        if (soonest < 0 || c->next_due < soonest)
+            soonest = c->next_due;
+    }
+    if (soonest < 0 || d->stopping) {
+        uv_timer_stop(&d->timer);
+        return;
+    }
+    uv_timer_start(&d->timer, on_timer,
+                   soonest > now ? (uint64_t)(soonest - now) : 1, 0);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void finish_stop(hl_dispatcher *d)
+{
+    if (d->client) {
+        hl_client_close(d->client); /* aborts: each gives its delivery back */
+        d->client = NULL;
+    }
+    flush_pending(d);
+    uv_walk(&d->loop, close_walk, NULL);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    hl_dispatcher *d = t->data;
+    char n[32];
+    snprintf(n, sizeof n, "%zu", d->in_flight);
+    HL_WARN("dispatch", "grace period over; giving back what is in flight",
+            "in_flight", n);
+    finish_stop(d);
+}
+
+static void begin_stop(hl_dispatcher *d)
+{
+    d->stopping = 1;
+    uv_timer_stop(&d->timer);
+    for (size_t i = 0; i < d->n_conns; i++)
+        give_back_ready(d, d->conns[i]);
+    if (!d->in_flight) {
+        finish_stop(d);
+        return;
+    }
+    uv_timer_start(&d->grace, on_grace, d->grace_ms, 0);
+}
+
+static void on_wake(uv_async_t *h)
+{
+    hl_dispatcher *d = h->data;
+    pthread_mutex_lock(&d->mu);
+    lease_msg *in = d->inbox;
+    d->inbox = NULL;
+    hl_config *cfg = d->next_cfg;
+    hl_plugins *p = d->next_plugins;
+    d->next_cfg = NULL;
+    d->next_plugins = NULL;
+    int stop = d->stop_requested;
+    pthread_mutex_unlock(&d->mu);
+    if (cfg)
+        apply_config(d, cfg, p);
+    /* Oldest first: the inbox is a stack. */
+    lease_msg *rev = NULL;
+    while (in) {
+        lease_msg *next = in->next;
+        in->next = rev;
+        rev = in;
+        in = next;
+    }
+    for (lease_msg *m = rev, *next; m; m = next) {
+        next = m->next;
+        got_lease(d, m->c, m->lease);
+        free(m);
+    }
+    if (atomic_exchange(&d->new_deliveries, 0))
+        for (size_t i = 0; i < d->n_conns; i++)
+            d->conns[i]->more = 1;
+    if (stop && !d->stopping) {
+        begin_stop(d);
+        return;
+    }
+    if (d->stopping) {
+        if (!d->in_flight && d->client)
+            finish_stop(d);
+        return;
+    }
+    pump_all(d);
+}
+
+/* On the writer's thread, after a commit that made deliveries. */
+static void on_deliveries(void *ud)
+{
+    hl_dispatcher *d = ud;
+    atomic_store(&d->new_deliveries, 1);
+    uv_async_send(&d->wake);
+}
+
+static void *run(void *arg)
+{
+    hl_dispatcher *d = arg;
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+int hl_dispatcher_start(hl_queue *q, hl_config *cfg, hl_plugins *plugins,
+                        hl_dispatcher **out)
+{
+    *out = NULL;
+    hl_dispatcher *d = calloc(1, sizeof *d);
+    if (!d) {
+        hl_plugins_release(plugins);
+        return HL_ENOMEM;
+    }
+    d->q = q;
+    pthread_mutex_init(&d->mu, NULL);
+    int rc = uv_loop_init(&d->loop);
+    if (rc)
+        goto fail_loop;
+    uv_async_init(&d->loop, &d->wake, on_wake);
+    uv_timer_init(&d->loop, &d->timer);
+    uv_timer_init(&d->loop, &d->grace);
+    uv_timer_init(&d->loop, &d->flush_timer);
+    d->wake.data = d->timer.data = d->grace.data = d->flush_timer.data = d;
+    if ((rc = hl_client_create(&d->loop, &d->client)))
+        goto fail;
+    static const hl_redact_rule secrets = {HL_REDACT_PACK, "secrets",
+                                           HL_REDACT_MASK, NULL};
+    hl_diags dg = {0};
+    if (hl_redactor_for(cfg, &secrets, 1, &dg, &d->excerpt_redactor))
+        HL_WARN("dispatch", "the secrets pack is missing; response excerpts "
+                            "are stored as received");
+    hl_diags_free(&dg);
+    apply_config(d, hl_config_retain(cfg), plugins);
+    plugins = NULL;
+    hl_queue_on_deliveries(q, on_deliveries, d);
+    if (pthread_create(&d->thread, NULL, run, d)) {
+        hl_queue_on_deliveries(q, NULL, NULL);
+        rc = HL_EINTERNAL;
+        goto fail;
+    }
+    uv_async_send(&d->wake); /* lease what waits from before */
+    *out = d;
+    return 0;
+fail:
+    if (d->client)
+        hl_client_close(d->client);
+    uv_walk(&d->loop, close_walk, NULL);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d->loop);
+fail_loop:
+    hl_plugins_release(plugins);
+    hl_plugins_release(d->plugins);
+    hl_config_destroy(d->cfg);
+    hl_redactor_destroy(d->excerpt_redactor);
+    for (size_t i = 0; i < d->n_conns; i++) {
+        hl_redactor_destroy(d->conns[i]->redactor);
+        free(d->conns[i]);
+    }
+    free(d->conns);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+    return rc < 0 ? rc : HL_EINTERNAL;
+}
+
+void hl_dispatcher_set_config(hl_dispatcher *d, hl_config *cfg,
+                              hl_plugins *plugins)
+{
+    pthread_mutex_lock(&d->mu);
+    hl_config *old_cfg = d->next_cfg;
+    hl_plugins *old_p = d->next_plugins;
+    d->next_cfg = hl_config_retain(cfg);
+    d->next_plugins = plugins;
+    pthread_mutex_unlock(&d->mu);
+    hl_plugins_release(old_p);
+    hl_config_destroy(old_cfg);
+    uv_async_send(&d->wake);
+}
+
+void hl_dispatcher_stop(hl_dispatcher *d, uint64_t grace_ms)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->mu);
+    d->stop_requested = 1;
+    d->grace_ms = grace_ms;
+    pthread_mutex_unlock(&d->mu);
+    uv_async_send(&d->wake);
+    pthread_join(d->thread, NULL);
+    hl_queue_on_deliveries(d->q, NULL, NULL);
+    flush_pending(d);
+    /* Leases granted after the loop stopped go back on their own when they
+     * run out; free what reached the inbox. */
+    for (lease_msg *m = d->inbox, *next; m; m = next) {
+        next = m->next;
+        hl_lease_free(m->lease);
+        free(m);
+    }
+    if (uv_loop_close(&d->loop))
+        HL_ERROR("dispatch", "event loop still had open handles at exit");
+    char a[32], b[32], c[32], e[32];
+    snprintf(a, sizeof a, "%llu", (unsigned long long)d->attempts);
+    snprintf(b, sizeof b, "%llu", (unsigned long long)d->delivered);
+    snprintf(c, sizeof c, "%llu", (unsigned long long)d->retried);
+    snprintf(e, sizeof e, "%llu", (unsigned long long)d->failed);
+    HL_INFO("dispatch", "stopped", "attempts", a, "delivered", b, "retried",
+            c, "failed", e);
+    hl_plugins_release(d->next_plugins);
+    hl_config_destroy(d->next_cfg);
+    hl_plugins_release(d->plugins);
+    hl_config_destroy(d->cfg);
+    hl_redactor_destroy(d->excerpt_redactor);
+    for (size_t i = 0; i < d->n_conns; i++) {
+        hl_redactor_destroy(d->conns[i]->redactor);
+        free(d->conns[i]);
+    }
+    free(d->conns);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+void hl_dispatcher_stats_get(const hl_dispatcher *d, hl_dispatch_stats *out)
+{
+    out->attempts = atomic_load(&d->attempts);
+    out->delivered = atomic_load(&d->delivered);
+    out->retried = atomic_load(&d->retried);
+    out->failed = atomic_load(&d->failed);
+}
