@@ -9,7 +9,8 @@ VERSION    := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 DEB_PKGS := build-essential pkg-config clang curl \
             libuv1-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev \
             libyaml-dev libpcre2-dev libssl-dev libhttp-parser-dev \
-            libcmocka-dev python3 python3-pytest python3-jsonschema wrk nginx-light
+            libcmocka-dev python3 python3-pytest python3-jsonschema wrk nginx-light \
+            webhook
 
 PKGS    := libuv libcurl jansson sqlite3 yaml-0.1 libpcre2-8 libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -33,13 +34,23 @@ TEST_MAIN_OBJ   := $(BUILD)/test/obj/engine/main.o
 UNIT_SRC        := $(wildcard tests/unit/test_*.c)
 UNIT_BIN        := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/test/unit/%)
 
+# Connector plugins: connectors/<name>/*.c -> <name>.so, built against the
+# SDK header only. The test build gets its own, with the sanitizers.
+CONNECTORS    := $(notdir $(wildcard connectors/*))
+CONN_SO       := $(CONNECTORS:%=$(BUILD)/connectors/%.so)
+TEST_CONN_SO  := $(CONNECTORS:%=$(BUILD)/test/connectors/%.so)
+# Plugins the tests load to check the loader's refusals.
+TEST_PLUGIN_SRC := $(wildcard tests/plugins/*.c)
+TEST_PLUGIN_SO  := $(TEST_PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/test/plugins/%.so)
+PLUGIN_CFLAGS := $(CSTD) $(WARN) -Iengine/include -fPIC -fvisibility=hidden -MMD -MP
+
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps run test test-build unit e2e fuzz bench install clean help
 
-all: $(BUILD)/hookline
+all: $(BUILD)/hookline $(CONN_SO)
 
 help:
 	@echo "make deps     install the Debian packages that are missing (as root)"
@@ -81,6 +92,19 @@ $(BUILD)/libhookline.a: $(ENGINE_OBJ)
 $(BUILD)/hookline: $(MAIN_OBJ) $(BUILD)/libhookline.a
 	$(CC) $(CFLAGS) -rdynamic -o $@ $^ $(PKG_LIBS)
 
+.SECONDEXPANSION:
+$(BUILD)/connectors/%.so: $$(wildcard connectors/%/*.c) engine/include/hookline/connector.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -shared -o $@ $(filter %.c,$^)
+
+$(BUILD)/test/connectors/%.so: $$(wildcard connectors/%/*.c) engine/include/hookline/connector.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) $(SAN_FLAGS) -shared -o $@ $(filter %.c,$^)
+
+$(BUILD)/test/plugins/%.so: tests/plugins/%.c engine/include/hookline/connector.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -O1 -g -shared -o $@ $<
+
 # The sanitizer build, used by every test.
 $(BUILD)/test/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -101,9 +125,10 @@ $(BUILD)/test/unit/%: tests/unit/%.c $(BUILD)/test/libhookline.a
 # The release binary is built too: -O2 finds warnings -O1 does not. The
 # fuzz targets are built so they cannot rot, and tests/run replays their
 # corpora (every past crash is kept there).
-test-build: $(BUILD)/hookline $(BUILD)/test/hookline $(UNIT_BIN) $(FUZZ_BIN)
+test-build: $(BUILD)/hookline $(CONN_SO) $(BUILD)/test/hookline $(TEST_CONN_SO) \
+            $(TEST_PLUGIN_SO) $(UNIT_BIN) $(FUZZ_BIN)
 
-run: deps $(BUILD)/hookline
+run: deps $(BUILD)/hookline $(CONN_SO)
 	@mkdir -p var
 	$(BUILD)/hookline run -c examples/quickstart/hookline.yaml
 
@@ -129,15 +154,26 @@ fuzz: deps $(FUZZ_BIN)
 	        $(BUILD)/fuzz/work/$$name $$corpus </dev/null || exit 1; \
 	done
 
-bench: deps $(BUILD)/hookline
+bench: deps $(BUILD)/hookline $(CONN_SO)
 	@tests/bench/run
 
-install: $(BUILD)/hookline
+install: $(BUILD)/hookline $(CONN_SO)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/hookline
 	install -m 0755 $(BUILD)/hookline $(DESTDIR)$(PREFIX)/bin/hookline
 	for d in schemas policies; do \
 	    if [ -d $$d ]; then cp -R $$d $(DESTDIR)$(PREFIX)/share/hookline/; fi; \
 	done
+
+# pkg-config file for out-of-tree connectors: `pkg-config --cflags
+# hookline-connector` gives the include path; connectorsdir where to put them.
+$(BUILD)/hookline-connector.pc: Makefile VERSION
+	@mkdir -p $(dir $@)
+	printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$${prefix}/include' \
+	    'connectorsdir=$${prefix}/lib/hookline/connectors' '' \
+	    'Name: hookline-connector' \
+	    'Description: SDK for hookline connector plugins' \
+	    'Version: $(VERSION)' \
+	    'Cflags: -I$${includedir} -fPIC -fvisibility=hidden' >$@
 
 clean:
 	rm -rf $(BUILD)

@@ -835,8 +835,24 @@ def test_rate_limit_is_429_with_retry_after(engine):
 
 # ---- 13. backpressure ------------------------------------------------------
 
+# Deliveries to a port nobody listens on, tried again only in an hour: what
+# is accepted stays queued.
+STUCK_CONNECTOR = """\
+connectors:
+  stuck:
+    plugin: webhook
+    url: http://127.0.0.1:9/nowhere
+    policy: later
+policies:
+  later:
+    retry: { schedule: [0s, 1h] }
+routes:
+  - to: [stuck]
+"""
+
+
 def test_queue_full_is_503_with_retry_after(engine, tmp_path):
-    e = engine(config(storage="max_queued: 3"))
+    e = engine(config(storage="max_queued: 3") + STUCK_CONNECTOR)
     c = Client(e.port)
     ids = []
     for i in range(3):
