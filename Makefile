@@ -157,23 +157,28 @@ fuzz: deps $(FUZZ_BIN)
 bench: deps $(BUILD)/hookline $(CONN_SO)
 	@tests/bench/run
 
+# Installs the engine, its data files, the built-in connectors, and the SDK
+# for out-of-tree connectors: hookline/connector.h and hookline-connector.pc
+# (`pkg-config --cflags hookline-connector`; its connectorsdir variable is
+# where an installed hookline looks for plugins).
 install: $(BUILD)/hookline $(CONN_SO)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/hookline
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/hookline \
+	    $(DESTDIR)$(PREFIX)/lib/hookline/connectors \
+	    $(DESTDIR)$(PREFIX)/include/hookline $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 0755 $(BUILD)/hookline $(DESTDIR)$(PREFIX)/bin/hookline
 	for d in schemas policies; do \
 	    if [ -d $$d ]; then cp -R $$d $(DESTDIR)$(PREFIX)/share/hookline/; fi; \
 	done
-
-# pkg-config file for out-of-tree connectors: `pkg-config --cflags
-# hookline-connector` gives the include path; connectorsdir where to put them.
-$(BUILD)/hookline-connector.pc: Makefile VERSION
-	@mkdir -p $(dir $@)
+	install -m 0644 $(CONN_SO) $(DESTDIR)$(PREFIX)/lib/hookline/connectors/
+	install -m 0644 engine/include/hookline/connector.h \
+	    $(DESTDIR)$(PREFIX)/include/hookline/
 	printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$${prefix}/include' \
 	    'connectorsdir=$${prefix}/lib/hookline/connectors' '' \
 	    'Name: hookline-connector' \
 	    'Description: SDK for hookline connector plugins' \
 	    'Version: $(VERSION)' \
-	    'Cflags: -I$${includedir} -fPIC -fvisibility=hidden' >$@
+	    'Cflags: -I$${includedir} -fPIC -fvisibility=hidden' \
+	    >$(DESTDIR)$(PREFIX)/lib/pkgconfig/hookline-connector.pc
 
 clean:
 	rm -rf $(BUILD)

@@ -360,3 +360,95 @@ def test_shutdown_gives_back_what_is_in_flight(engine, tmp_path):
         (state, attempts), = db_rows(db, "SELECT state, attempts FROM deliveries")
         assert (state, attempts) == ("queued", 0)
         assert db_rows(db, "SELECT count(*) FROM attempts") == [(0,)]
+
+
+# ---- TLS, proxies --------------------------------------------------------
+
+TLS = ROOT / "tests" / "data" / "tls"
+
+
+class TLSReceiver:
+    """An HTTPS receiver on 127.0.0.1 with the test server certificate;
+    with require_client it demands a client certificate from the test CA.
+    Records (path, client certificate subject, body)."""
+
+    def __init__(self, require_client=True):
+        import http.server
+        import ssl
+        import threading
+        got = self.got = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                cert = self.connection.getpeercert() or {}
+                subject = dict(x[0] for x in cert.get("subject", ()))
+                got.append((self.path, subject.get("commonName"), body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(TLS / "server.pem", TLS / "server.key")
+        if require_client:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(TLS / "ca.pem")
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_mutual_tls_with_a_client_certificate(engine, tmp_path):
+    rx = TLSReceiver(require_client=True)
+    try:
+        e = engine(config(
+            webhook_connector(f"https://127.0.0.1:{rx.port}/mtls", "mtls", f"""\
+    tls:
+      client_cert: {TLS / 'client.pem'}
+      client_key: {TLS / 'client.key'}
+      ca_file: {TLS / 'ca.pem'}
+""") + webhook_connector(f"https://127.0.0.1:{rx.port}/nocert", "nocert", f"""\
+    tls: {{ ca_file: {TLS / 'ca.pem'} }}
+""") + webhook_connector(f"https://127.0.0.1:{rx.port}/untrusted", "untrusted"),
+            routes="  - to: [mtls, nocert, untrusted]\n"))
+        post(e, {"title": "over mutual TLS"})
+        db = tmp_path / "hookline.db"
+        wait_rows(db, "SELECT connector, state FROM deliveries ORDER BY connector",
+                  [("mtls", "delivered"), ("nocert", "retrying"),
+                   ("untrusted", "retrying")])
+        assert [(p, cn) for p, cn, _ in rx.got] == [("/mtls", "hookline test client")]
+        assert json.loads(rx.got[0][2])["data"]["title"] == "over mutual TLS"
+        classes = dict(db_rows(db, "SELECT d.connector, a.error_class FROM attempts a "
+                                   "JOIN deliveries d ON d.id = a.delivery_id "
+                                   "WHERE d.connector != 'mtls'"))
+        # The system's CAs do not know the test CA: verification is on.
+        assert classes["untrusted"] == "tls"
+        # Without a client certificate the server ends the connection: with
+        # TLS 1.3 that comes after the handshake, as an alert or a reset.
+        assert classes["nocert"] in ("tls", "reset")
+        assert e.stop() == 0
+    finally:
+        rx.close()
+
+
+def test_proxy_from_the_environment(engine):
+    """http_proxy is honoured as libcurl reads it: the request goes to the
+    proxy with the destination in its target."""
+    with Sink() as proxy:
+        e = engine(config(webhook_connector("http://hooks.partner.example/in")),
+                   env={"http_proxy": proxy.url(""), "no_proxy": ""})
+        post(e, {"title": "via the proxy"})
+        req = proxy.wait_for(1)[0]
+        assert req.target == "http://hooks.partner.example/in"
+        assert req.json()["data"]["title"] == "via the proxy"
+        assert e.stop() == 0

@@ -169,3 +169,46 @@ def test_connectors_command_unknown_name():
     p = run_cli("connectors", "nosuch")
     assert p.returncode == 1
     assert "no connector plugin named nosuch found in" in p.stderr
+
+
+def test_install_gives_an_sdk_for_out_of_tree_connectors(tmp_path):
+    """make install puts the header and hookline-connector.pc in place; a
+    connector built with only them loads into the installed engine."""
+    import os
+    import subprocess
+    prefix = tmp_path / "prefix"
+    subprocess.run(["make", "-s", "install", f"PREFIX={prefix}"], cwd=ROOT,
+                   check=True, capture_output=True, timeout=300)
+    assert (prefix / "include/hookline/connector.h").is_file()
+    assert (prefix / "lib/hookline/connectors/webhook.so").is_file()
+    env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib/pkgconfig"))
+    cflags = subprocess.run(["pkg-config", "--cflags", "hookline-connector"],
+                            env=env, check=True, capture_output=True,
+                            text=True).stdout.split()
+    assert f"-I{prefix}/include" in cflags
+    connectorsdir = subprocess.run(
+        ["pkg-config", "--variable=connectorsdir", "hookline-connector"],
+        env=env, check=True, capture_output=True, text=True).stdout.strip()
+    assert connectorsdir == f"{prefix}/lib/hookline/connectors"
+    out = tmp_path / "mine"
+    out.mkdir()
+    src = tmp_path / "picky.c"  # outside the source tree
+    src.write_text((ROOT / "tests/plugins/picky.c").read_text())
+    subprocess.run(["cc", "-std=c17", "-Wall", "-Werror", "-shared", *cflags,
+                    "-o", str(out / "picky.so"), str(src)], check=True,
+                   timeout=60)
+    f = tmp_path / "hookline.yaml"
+    f.write_text(f"""\
+server: {{ listen: 127.0.0.1:0 }}
+storage: {{ path: ./hookline.db }}
+connectors_path: [{out}, {connectorsdir}]
+connectors:
+  mine: {{ plugin: picky, channel: "#ops", auth: {{ token: t }} }}
+  hook: {{ plugin: webhook, url: "https://hooks.example/in" }}
+routes:
+  - to: [mine, hook]
+""")
+    p = subprocess.run([str(prefix / "bin/hookline"), "check", "-c", str(f)],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "2 connectors" in p.stdout
