@@ -5,6 +5,7 @@
 #include "err.h"
 #include "id.h"
 #include "log.h"
+#include "netguard.h"
 #include "policy.h"
 #include "redact.h"
 
@@ -55,6 +56,9 @@ typedef struct conn {
     uint32_t n_ready;
     int starting;
     int leasing;
+    hl_gate gate;      /* circuit breaker and rate */
+    int reopened;      /* the circuit just opened: give back what waits */
+    int64_t wait_until; /* ready deliveries wait for the gate until then */
     int more;         /* deliveries may be due now */
     int64_t next_due; /* -1: nothing waits */
     int disabled;     /* the destination said it is gone */
@@ -182,6 +186,38 @@ static const char *error_class(const hl_xfer_res *res)
     return NULL;
 }
 
+/* What an attempt says of the destination, for the circuit breaker. */
+static void gate_account(hl_dispatcher *d, conn *c, const hlc_outcome *o,
+                         const hl_xfer_res *res, int counted, int64_t now)
+{
+    (void)d;
+    int result = HL_GATE_NEUTRAL;
+    if (counted && o->verdict == HLC_DELIVERED)
+        result = HL_GATE_SUCCESS;
+    else if (counted && o->verdict == HLC_RETRY && res)
+        result = HL_GATE_FAILURE;
+    else if (counted && o->verdict == HLC_FAILED && res &&
+             res->error == HL_XERR_NONE)
+        result = HL_GATE_SUCCESS; /* it answered: it is up */
+    int change = hl_gate_record(&c->gate, result, now);
+    if (change == HL_GATE_OPENED) {
+        char n[32], cool[32];
+        snprintf(n, sizeof n, "%u", c->gate.fails);
+        snprintf(cool, sizeof cool, "%llums",
+                 (unsigned long long)c->policy->circuit.cooldown_ms);
+        HL_WARN("dispatch",
+                "circuit open: deliveries wait, spending no attempts, until "
+                "a probe after the cooldown succeeds",
+                "connector", c->name, "failures", n, "cooldown", cool);
+        c->wait_until = c->gate.open_until_ms;
+        c->reopened = 1;
+    } else if (change == HL_GATE_CLOSED) {
+        HL_INFO("dispatch", "circuit closed: the probe succeeded",
+                "connector", c->name);
+        c->more = 1;
+    }
+}
+
 /* Record the end of an attempt (or of a delivery that was never sent:
  * res NULL, counted 0). */
 static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
@@ -238,6 +274,7 @@ static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
                          1);
         break;
     }
+    gate_account(d, c, o, res, counted, now);
     if (res && res->body_len) {
         size_t n = res->body_len < EXCERPT_BYTES ? res->body_len
                                                  : EXCERPT_BYTES;
@@ -293,8 +330,10 @@ static void attempt_end(attempt *a, const hlc_outcome *o,
     c->in_flight--;
     d->in_flight--;
     attempt_free(a);
-    if (c->disabled && !c->starting)
+    if ((c->disabled || c->reopened) && !c->starting) {
+        c->reopened = 0;
         give_back_ready(d, c);
+    }
     pump(d, c);
     arm(d);
 }
@@ -356,6 +395,16 @@ static json_t *load_event(const hl_lease_item *it, char *why, size_t whylen)
     return ev;
 }
 
+/* The SSRF guard, for every connection an attempt opens: the networks
+ * allowed are those of the configuration the attempt started with. */
+static int guard(void *ud, const struct sockaddr *sa, char *why, size_t len)
+{
+    const attempt *a = ud;
+    const hl_config *cfg = hl_plugins_config(a->plugins);
+    return hl_addr_refused(sa, cfg->outbound.allow_networks,
+                           cfg->outbound.n_allow_networks, why, len);
+}
+
 /* Turn the rendered request into the client's. */
 static int send_request(hl_dispatcher *d, attempt *a)
 {
@@ -389,6 +438,8 @@ static int send_request(hl_dispatcher *d, attempt *a)
         .username = rq->username,
         .password = rq->password,
         .starttls = rq->starttls,
+        .check_addr = guard,
+        .check_ud = a,
     };
     a->started_ms = hl_now_ms();
     a->t0_ns = uv_hrtime();
@@ -502,7 +553,18 @@ static void start_ready(hl_dispatcher *d, conn *c)
     if (c->starting)
         return; /* an attempt that ended at once; the outer call goes on */
     c->starting = 1;
+    c->wait_until = -1;
     while (c->ready_head && c->in_flight < c->max_in_flight) {
+        int change;
+        int64_t now = hl_now_ms();
+        int64_t wait = hl_gate_admit(&c->gate, now, hl_mono_us(), &change);
+        if (change == HL_GATE_HALF_OPENED)
+            HL_INFO("dispatch", "circuit half-open: one probe decides",
+                    "connector", c->name);
+        if (wait) {
+            c->wait_until = wait > 0 ? now + wait : -1;
+            break;
+        }
         ready *r = c->ready_head;
         hl_lease_item *it = &r->lease->v[r->next++];
         c->n_ready--;
@@ -518,6 +580,10 @@ static void start_ready(hl_dispatcher *d, conn *c)
         }
     }
     c->starting = 0;
+    if (c->reopened) {
+        c->reopened = 0;
+        give_back_ready(d, c);
+    }
 }
 
 /* Give back what was leased and not started (stopping, or the connector
@@ -545,17 +611,22 @@ static void pump(hl_dispatcher *d, conn *c)
     if (d->stopping || c->gone || c->disabled)
         return;
     start_ready(d, c);
-    if (c->leasing)
+    int64_t now = hl_now_ms();
+    if (c->leasing || hl_gate_holding(&c->gate, now))
         return;
     uint32_t ahead = c->max_in_flight < PREFETCH ? c->max_in_flight : PREFETCH;
-    uint32_t cap = c->max_in_flight + ahead, have = c->in_flight + c->n_ready;
+    ahead = hl_gate_ahead(&c->gate, ahead, lease_ms(c));
+    uint32_t cap = c->gate.state == HL_CIRCUIT_CLOSED ? c->max_in_flight + ahead
+                                                     : 1;
+    if (c->gate.rated && cap > ahead + 1)
+        cap = ahead + 1; /* the rate, not max_in_flight, sets the pace */
+    uint32_t have = c->in_flight + c->n_ready;
     if (have >= cap)
         return;
     /* Lease in batches: wait until half of what is leased ahead is used,
      * unless idle. */
     if (have && cap - have < (ahead + 1) / 2)
         return;
-    int64_t now = hl_now_ms();
     if (!c->more && (c->next_due < 0 || c->next_due > now))
         return;
     c->more = 0;
@@ -630,6 +701,7 @@ static conn *conn_new(hl_dispatcher *d, const char *name)
     *(hl_dispatcher **)(c + 1) = d;
     snprintf(c->name, sizeof c->name, "%s", name);
     c->next_due = -1;
+    c->wait_until = -1;
     c->more = 1; /* look for what waits from before */
     d->conns[d->n_conns++] = c;
     return c;
@@ -645,6 +717,7 @@ static void apply_config(hl_dispatcher *d, hl_config *cfg, hl_plugins *p)
         c->ccfg = NULL;
         c->inst = NULL;
         c->policy = &cfg->default_policy;
+        c->gate.policy = c->policy;
         hl_redactor_destroy(c->redactor);
         c->redactor = NULL;
     }
@@ -672,6 +745,7 @@ static void apply_config(hl_dispatcher *d, hl_config *cfg, hl_plugins *p)
         c->policy = pol;
         c->timeout_ms = cc->timeout_ms ? cc->timeout_ms
                                        : cfg->outbound.timeout_ms;
+        hl_gate_configure(&c->gate, pol, hl_mono_us());
         c->max_in_flight = pol->max_in_flight ? (uint32_t)pol->max_in_flight
                                               : 16;
         /* Held when its redaction could not be built: never unredacted. */
@@ -712,11 +786,17 @@ static void arm(hl_dispatcher *d)
     int64_t now = hl_now_ms(), soonest = -1;
     for (size_t i = 0; i < d->n_conns; i++) {
         conn *c = d->conns[i];
-        if (c->gone || c->disabled || c->leasing || c->next_due < 0 ||
-            c->in_flight >= c->max_in_flight)
+        if (c->gone || c->disabled)
             continue;
-        if (soonest < 0 || c->next_due < soonest)
-            soonest = c->next_due;
+        int64_t t = -1;
+        if (hl_gate_holding(&c->gate, now))
+            t = c->gate.open_until_ms; /* the cooldown's end: probe */
+        else if (c->n_ready && c->wait_until >= 0)
+            t = c->wait_until; /* tokens */
+        else if (!c->leasing && c->in_flight < c->max_in_flight)
+            t = c->next_due;
+        if (t >= 0 && (soonest < 0 || t < soonest))
+            soonest = t;
     }
     if (soonest < 0 || d->stopping) {
         uv_timer_stop(&d->timer);

@@ -575,6 +575,11 @@ size_t hl_plugins_count(const hl_plugins *p)
     return p->n;
 }
 
+const hl_config *hl_plugins_config(const hl_plugins *p)
+{
+    return p->cfg;
+}
+
 void hl_plugins_attach(hl_plugins *p, hl_queue *q)
 {
     for (size_t i = 0; i < p->n; i++)

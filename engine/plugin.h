@@ -35,6 +35,9 @@ void hl_plugins_release(hl_plugins *p);
 hlc_instance *hl_plugins_instance(hl_plugins *p, size_t i);
 size_t hl_plugins_count(const hl_plugins *p);
 
+/* The configuration the set was loaded from. */
+const hl_config *hl_plugins_config(const hl_plugins *p);
+
 /* Let the instances' kv_* calls reach q (NULL: detach). */
 void hl_plugins_attach(hl_plugins *p, hl_queue *q);
 

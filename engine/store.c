@@ -93,6 +93,12 @@ typedef struct {
     sqlite3_stmt *st_sync_relaxed, *st_sync_full, *st_retry;
     sqlite3_stmt *st_retry_cursor, *st_cursor;
     sqlite3_stmt *st_dlv_ins, *st_lease, *st_lease_ev, *st_next_due;
+    sqlite3_stmt *st_next_tenant;
+    /* Per connector, the tenant whose turn was first at the last lease. */
+    struct {
+        char connector[128], tenant[80];
+    } turns[256];
+    size_t n_turns;
     sqlite3_stmt *st_finish, *st_attempt, *st_kv_put, *st_kv_del;
     sqlite3_stmt *st_kv_get; /* on rd_db */
     pthread_cond_t kv_cv;
@@ -184,7 +190,7 @@ static const char *const migrations[] = {
     "  last_status INTEGER,"
     "  last_error TEXT"
     ");"
-    "CREATE INDEX deliveries_due ON deliveries(connector, next_at)"
+    "CREATE INDEX deliveries_due ON deliveries(connector, tenant, next_at)"
     "  WHERE state IN ('queued', 'retrying', 'sending');"
     "CREATE INDEX deliveries_canonical ON deliveries(canonical_id);"
     "CREATE TABLE attempts ("
@@ -405,16 +411,21 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
         {offsetof(store, st_lease),
          "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
          "next_at = ?3, updated_at = ?2 WHERE seq IN (SELECT seq FROM "
-         "deliveries WHERE connector = ?1 AND state IN ('queued', "
-         "'retrying', 'sending') AND next_at <= ?2 ORDER BY next_at LIMIT ?4) "
+         "deliveries WHERE connector = ?1 AND tenant = ?5 AND state IN "
+         "('queued', 'retrying', 'sending') AND next_at <= ?2 ORDER BY "
+         "next_at LIMIT ?4) "
          "RETURNING id, canonical_id, tenant, attempts, created_at"},
+        {offsetof(store, st_next_tenant),
+         "SELECT tenant FROM deliveries WHERE connector = ?1 AND tenant > ?2 "
+         "AND state IN ('queued', 'retrying', 'sending') ORDER BY tenant "
+         "LIMIT 1"},
         {offsetof(store, st_lease_ev),
          "SELECT c.body, c.raw_ptr, CASE WHEN c.raw_ptr IS NOT NULL THEN "
          "e.body END, e.correlation_id FROM canonical c JOIN events e ON "
          "e.id = c.event_id WHERE c.id = ?1"},
         {offsetof(store, st_next_due),
-         "SELECT min(next_at) FROM deliveries WHERE connector = ?1 AND state "
-         "IN ('queued', 'retrying', 'sending')"},
+         "SELECT min(next_at) FROM deliveries WHERE connector = ?1 AND "
+         "tenant = ?2 AND state IN ('queued', 'retrying', 'sending')"},
         {offsetof(store, st_finish),
          "UPDATE deliveries SET state = ?2, next_at = ?3, updated_at = ?4, "
          "last_status = ?5, last_error = ?6, attempts = attempts - ?8 "
@@ -708,20 +719,101 @@ static int lease_event(store *s, hl_lease_item *it)
     return rc;
 }
 
-static int write_lease(store *s, job *j)
+/* A connector's tenants that have deliveries waiting, with the earliest
+ * due time of each: an index seek per tenant, not a scan. */
+typedef struct {
+    char name[80];
+    int64_t due;
+    int open; /* may have more due */
+} tenant_due;
+
+static int64_t tenant_min(store *s, const char *connector, const char *t)
 {
-    hl_lease *l = calloc(1, sizeof *l);
-    if (!l || !(l->v = calloc(j->lease.max ? j->lease.max : 1,
-                              sizeof *l->v))) {
-        free(l);
-        return SQLITE_NOMEM;
+    sqlite3_stmt *d = s->st_next_due;
+    sqlite3_bind_text(d, 1, connector, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d, 2, t, -1, SQLITE_STATIC);
+    int64_t due = -1;
+    if (sqlite3_step(d) == SQLITE_ROW &&
+        sqlite3_column_type(d, 0) != SQLITE_NULL)
+        due = sqlite3_column_int64(d, 0);
+    sqlite3_reset(d);
+    sqlite3_clear_bindings(d);
+    return due;
+}
+
+/* *out is malloc'd; returns how many (0 also when out of memory). */
+static size_t waiting_tenants(store *s, const char *connector,
+                              tenant_due **out)
+{
+    size_t n = 0, cap = 0;
+    char last[80] = "";
+    *out = NULL;
+    for (;;) {
+        if (n == cap) {
+            tenant_due *v = realloc(*out, (cap ? cap * 2 : 8) * sizeof *v);
+            if (!v)
+                break;
+            *out = v;
+            cap = cap ? cap * 2 : 8;
+        }
+        tenant_due *td = *out;
+        sqlite3_stmt *q = s->st_next_tenant;
+        sqlite3_bind_text(q, 1, connector, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, last, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW)
+            snprintf(last, sizeof last, "%s", sqlite3_column_text(q, 0));
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+        if (rc != SQLITE_ROW)
+            break;
+        snprintf(td[n].name, sizeof td[n].name, "%s", last);
+        td[n].due = tenant_min(s, connector, last);
+        td[n].open = 1;
+        n++;
     }
-    j->lease.out = l;
+    return n;
+}
+
+/* Where this connector's round over its tenants starts this time: the
+ * tenant after the one that started the last round. */
+static size_t turn_start(store *s, const char *connector, tenant_due *t,
+                         size_t n)
+{
+    size_t k = 0;
+    for (; k < s->n_turns; k++)
+        if (!strcmp(s->turns[k].connector, connector))
+            break;
+    if (k == s->n_turns) {
+        if (s->n_turns == sizeof s->turns / sizeof *s->turns)
+            return 0;
+        snprintf(s->turns[k].connector, sizeof s->turns[k].connector, "%s",
+                 connector);
+        s->turns[k].tenant[0] = 0;
+        s->n_turns++;
+    }
+    size_t first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, s->turns[k].tenant) > 0) {
+            first = i;
+            break;
+        }
+    snprintf(s->turns[k].tenant, sizeof s->turns[k].tenant, "%.79s",
+             n ? t[first].name : "");
+    return first;
+}
+
+/* Lease up to max of one tenant's due deliveries into l. */
+static int lease_tenant(store *s, job *j, const char *tenant, size_t max,
+                        hl_lease *l, size_t *got)
+{
     sqlite3_stmt *st = s->st_lease;
     sqlite3_bind_text(st, 1, j->lease.connector, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, j->lease.now_ms);
     sqlite3_bind_int64(st, 3, j->lease.now_ms + (int64_t)j->lease.lease_ms);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)j->lease.max);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)max);
+    sqlite3_bind_text(st, 5, tenant, -1, SQLITE_STATIC);
+    size_t before = l->n;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && l->n < j->lease.max) {
         hl_lease_item *it = &l->v[l->n++];
@@ -735,19 +827,55 @@ static int write_lease(store *s, job *j)
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return rc;
-    rc = SQLITE_OK;
+    *got = l->n - before;
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Lease a connector's due deliveries, taking turns over its tenants so a
+ * flood from one cannot starve another: each due tenant gets an equal
+ * share of max, and what one cannot use goes to the others. */
+static int write_lease(store *s, job *j)
+{
+    hl_lease *l = calloc(1, sizeof *l);
+    if (!l || !(l->v = calloc(j->lease.max ? j->lease.max : 1,
+                              sizeof *l->v))) {
+        free(l);
+        return SQLITE_NOMEM;
+    }
+    j->lease.out = l;
+    tenant_due *t;
+    size_t n = waiting_tenants(s, j->lease.connector, &t);
+    size_t first = turn_start(s, j->lease.connector, t, n);
+    size_t open = 0;
+    for (size_t i = 0; i < n; i++)
+        open += (t[i].open = t[i].due >= 0 && t[i].due <= j->lease.now_ms);
+    int rc = SQLITE_OK;
+    while (rc == SQLITE_OK && open && l->n < j->lease.max) {
+        size_t left = j->lease.max - l->n;
+        size_t share = left / open ? left / open : 1;
+        for (size_t k = 0; rc == SQLITE_OK && k < n && l->n < j->lease.max;
+             k++) {
+            tenant_due *td = &t[(first + k) % n];
+            if (!td->open)
+                continue;
+            size_t got = 0;
+            rc = lease_tenant(s, j, td->name, share, l, &got);
+            if (got < share) {
+                td->open = 0; /* it has no more due */
+                open--;
+            }
+        }
+    }
     for (size_t i = 0; rc == SQLITE_OK && i < l->n; i++)
         rc = lease_event(s, &l->v[i]);
-    sqlite3_stmt *d = s->st_next_due;
-    sqlite3_bind_text(d, 1, j->lease.connector, -1, SQLITE_STATIC);
+    /* The earliest due time of what is left, leases included. */
     l->next_due_ms = -1;
-    if (rc == SQLITE_OK && sqlite3_step(d) == SQLITE_ROW &&
-        sqlite3_column_type(d, 0) != SQLITE_NULL)
-        l->next_due_ms = sqlite3_column_int64(d, 0);
-    sqlite3_reset(d);
-    sqlite3_clear_bindings(d);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        int64_t due = tenant_min(s, j->lease.connector, t[i].name);
+        if (due >= 0 && (l->next_due_ms < 0 || due < l->next_due_ms))
+            l->next_due_ms = due;
+    }
+    free(t);
     return rc;
 }
 
@@ -1426,7 +1554,7 @@ static void finalize_all(store *s)
                            s->st_read_cursor, s->st_dlv_ins, s->st_lease,
                            s->st_lease_ev, s->st_next_due, s->st_finish,
                            s->st_attempt, s->st_kv_put, s->st_kv_del,
-                           s->st_kv_get};
+                           s->st_kv_get, s->st_next_tenant};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
 }

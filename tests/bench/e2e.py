@@ -84,6 +84,7 @@ def start_hookline(name, sink_port):
 server: {{ listen: 127.0.0.1:{port}, max_connections: 1000 }}
 storage: {{ path: {db}, durability: full }}
 log: {{ level: warn }}
+outbound: {{ allow_networks: [127.0.0.0/8] }}
 sources:
   bench:
     kind: generic

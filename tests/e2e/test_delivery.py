@@ -53,13 +53,18 @@ def wait_rows(path, sql, want, args=(), timeout=15):
     raise AssertionError(f"{sql} gave {rows!r}, wanted {want!r}")
 
 
+# The receivers in these tests are on loopback, which the SSRF guard refuses
+# unless it is allowed.
+LOOPBACK_ALLOWED = "outbound: { allow_networks: [127.0.0.0/8, '::1/128'] }\n"
+
+
 def config(connectors, routes="  - to: [out]\n", policies="", extra=""):
     return f"""\
 server:
   listen: 127.0.0.1:0
 storage:
   path: ./hookline.db
-log:
+{LOOPBACK_ALLOWED}log:
   level: debug
 sources:
   gen:
@@ -225,7 +230,7 @@ server:
   listen: 127.0.0.1:0
 storage:
   path: ./hookline.db
-tenants:
+{LOOPBACK_ALLOWED}tenants:
   acme: {{ token: acme-token }}
   beta: {{ token: beta-token }}
 sources:

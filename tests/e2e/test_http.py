@@ -838,6 +838,7 @@ def test_rate_limit_is_429_with_retry_after(engine):
 # Deliveries to a port nobody listens on, tried again only in an hour: what
 # is accepted stays queued.
 STUCK_CONNECTOR = """\
+outbound: { allow_networks: [127.0.0.0/8] }
 connectors:
   stuck:
     plugin: webhook
