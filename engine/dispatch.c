@@ -61,9 +61,16 @@ typedef struct conn {
     int64_t wait_until; /* ready deliveries wait for the gate until then */
     int more;         /* deliveries may be due now */
     int64_t next_due; /* -1: nothing waits */
-    int disabled;     /* the destination said it is gone */
+    int held;         /* hl_hold: paused, or disabled by a 410 */
     int gone;         /* no longer configured */
 } conn;
+
+/* A pause or resume from the admin API. */
+typedef struct ctl_msg {
+    char name[128];
+    int held;
+    struct ctl_msg *next;
+} ctl_msg;
 
 typedef struct lease_msg {
     conn *c;
@@ -83,6 +90,7 @@ struct hl_dispatcher {
     /* Shared with other threads, under mu. */
     pthread_mutex_t mu;
     lease_msg *inbox;
+    ctl_msg *controls;
     hl_config *next_cfg;
     hl_plugins *next_plugins;
     int stop_requested;
@@ -252,12 +260,18 @@ static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
         atomic_fetch_add(&d->failed, 1);
         break;
     case HLC_DISABLE:
-        if (!c->disabled)
+        if (!c->held) {
             HL_ERROR("dispatch",
                      "connector disabled: the destination says it is gone; "
-                     "its deliveries wait until it is resumed",
+                     "its deliveries wait until it is resumed (POST "
+                     "/v1/connectors/NAME/resume)",
                      "connector", c->name, "reason", o->reason);
-        c->disabled = 1;
+            if (hl_queue_hold(d->q, c->name, "disabled", o->reason))
+                HL_ERROR("dispatch", "could not record the connector as "
+                                     "disabled; a restart resumes it",
+                         "connector", c->name);
+        }
+        c->held = HL_HOLD_DISABLED;
         r->state = HL_DS_RETRYING;
         r->next_ms = now;
         break;
@@ -330,7 +344,7 @@ static void attempt_end(attempt *a, const hlc_outcome *o,
     c->in_flight--;
     d->in_flight--;
     attempt_free(a);
-    if ((c->disabled || c->reopened) && !c->starting) {
+    if ((c->held || c->reopened) && !c->starting) {
         c->reopened = 0;
         give_back_ready(d, c);
     }
@@ -608,7 +622,7 @@ static void give_back_ready(hl_dispatcher *d, conn *c)
 
 static void pump(hl_dispatcher *d, conn *c)
 {
-    if (d->stopping || c->gone || c->disabled)
+    if (d->stopping || c->gone || c->held)
         return;
     start_ready(d, c);
     int64_t now = hl_now_ms();
@@ -671,7 +685,7 @@ static void got_lease(hl_dispatcher *d, conn *c, hl_lease *l)
         c->ready_head = r;
     c->ready_tail = r;
     c->n_ready += (uint32_t)l->n;
-    if (d->stopping || c->gone || c->disabled)
+    if (d->stopping || c->gone || c->held)
         give_back_ready(d, c);
     else
         pump(d, c);
@@ -786,7 +800,7 @@ static void arm(hl_dispatcher *d)
     int64_t now = hl_now_ms(), soonest = -1;
     for (size_t i = 0; i < d->n_conns; i++) {
         conn *c = d->conns[i];
-        if (c->gone || c->disabled)
+        if (c->gone || c->held)
             continue;
         int64_t t = -1;
         if (hl_gate_holding(&c->gate, now))
@@ -846,12 +860,38 @@ static void begin_stop(hl_dispatcher *d)
     uv_timer_start(&d->grace, on_grace, d->grace_ms, 0);
 }
 
+static void apply_controls(hl_dispatcher *d, ctl_msg *m)
+{
+    /* Oldest first: the list is a stack. */
+    ctl_msg *rev = NULL;
+    while (m) {
+        ctl_msg *next = m->next;
+        m->next = rev;
+        rev = m;
+        m = next;
+    }
+    for (ctl_msg *next; rev; rev = next) {
+        next = rev->next;
+        conn *c = conn_find(d, rev->name);
+        if (c) {
+            c->held = rev->held;
+            if (c->held)
+                give_back_ready(d, c);
+            else
+                c->more = 1;
+        }
+        free(rev);
+    }
+}
+
 static void on_wake(uv_async_t *h)
 {
     hl_dispatcher *d = h->data;
     pthread_mutex_lock(&d->mu);
     lease_msg *in = d->inbox;
     d->inbox = NULL;
+    ctl_msg *ctl = d->controls;
+    d->controls = NULL;
     hl_config *cfg = d->next_cfg;
     hl_plugins *p = d->next_plugins;
     d->next_cfg = NULL;
@@ -860,6 +900,7 @@ static void on_wake(uv_async_t *h)
     pthread_mutex_unlock(&d->mu);
     if (cfg)
         apply_config(d, cfg, p);
+    apply_controls(d, ctl);
     /* Oldest first: the inbox is a stack. */
     lease_msg *rev = NULL;
     while (in) {
@@ -903,6 +944,51 @@ static void *run(void *arg)
     return NULL;
 }
 
+static int hold_of(const char *state)
+{
+    return !state                     ? HL_HOLD_NONE
+           : !strcmp(state, "paused") ? HL_HOLD_PAUSED
+                                      : HL_HOLD_DISABLED;
+}
+
+/* At start: connectors held before the restart stay held. */
+static void on_hold(void *ud, const char *name, const char *state,
+                    const char *reason)
+{
+    hl_dispatcher *d = ud;
+    conn *c = conn_find(d, name);
+    if (!c)
+        return;
+    c->held = hold_of(state);
+    HL_WARN("dispatch", "connector held since before the restart; resume it "
+                        "with POST /v1/connectors/NAME/resume",
+            "connector", name, "state", state, "reason", reason ? reason : "");
+}
+
+int hl_dispatcher_control(hl_dispatcher *d, const char *connector, int held)
+{
+    int rc = hl_queue_hold(d->q, connector,
+                           held == HL_HOLD_PAUSED     ? "paused"
+                           : held == HL_HOLD_DISABLED ? "disabled"
+                                                      : NULL,
+                           held ? "by the admin API" : NULL);
+    if (rc)
+        return rc;
+    ctl_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return HL_ENOMEM;
+    snprintf(m->name, sizeof m->name, "%s", connector);
+    m->held = held;
+    pthread_mutex_lock(&d->mu);
+    m->next = d->controls;
+    d->controls = m;
+    pthread_mutex_unlock(&d->mu);
+    uv_async_send(&d->wake);
+    HL_INFO("dispatch", held ? "connector paused" : "connector resumed",
+            "connector", connector);
+    return 0;
+}
+
 int hl_dispatcher_start(hl_queue *q, hl_config *cfg, hl_plugins *plugins,
                         hl_dispatcher **out)
 {
@@ -933,6 +1019,8 @@ int hl_dispatcher_start(hl_queue *q, hl_config *cfg, hl_plugins *plugins,
     hl_diags_free(&dg);
     apply_config(d, hl_config_retain(cfg), plugins);
     plugins = NULL;
+    if (hl_queue_holds(q, on_hold, d))
+        HL_WARN("dispatch", "could not read which connectors are held");
     hl_queue_on_deliveries(q, on_deliveries, d);
     if (pthread_create(&d->thread, NULL, run, d)) {
         hl_queue_on_deliveries(q, NULL, NULL);
@@ -994,6 +1082,10 @@ void hl_dispatcher_stop(hl_dispatcher *d, uint64_t grace_ms)
     for (lease_msg *m = d->inbox, *next; m; m = next) {
         next = m->next;
         hl_lease_free(m->lease);
+        free(m);
+    }
+    for (ctl_msg *m = d->controls, *next; m; m = next) {
+        next = m->next;
         free(m);
     }
     if (uv_loop_close(&d->loop))

@@ -27,6 +27,18 @@ void hl_dispatcher_set_config(hl_dispatcher *d, hl_config *cfg,
  * the thread. Call before closing the queue. */
 void hl_dispatcher_stop(hl_dispatcher *d, uint64_t grace_ms);
 
+/* Why a connector sends nothing, its deliveries waiting in their place. */
+typedef enum {
+    HL_HOLD_NONE,
+    HL_HOLD_PAUSED,   /* by an operator */
+    HL_HOLD_DISABLED, /* its destination answered 410 Gone */
+} hl_hold;
+
+/* Pause (HL_HOLD_PAUSED) or resume (HL_HOLD_NONE) a configured connector;
+ * the hold is kept in the store, so it outlasts a restart. Call on the
+ * loop thread; returns once recorded: 0 or HL_ESTORE. */
+int hl_dispatcher_control(hl_dispatcher *d, const char *connector, int held);
+
 typedef struct {
     uint64_t attempts;
     uint64_t delivered;

@@ -9,6 +9,7 @@
 #include "normalize.h"
 #include "redact.h"
 #include "store.h"
+#include "verify.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -85,11 +86,88 @@ static void hooks(engine *e, hl_http_req *req)
     hl_intake_handle(e->intake, req, req->path + strlen("/v1/hooks/"));
 }
 
-/* Exact paths, or prefixes when the path ends in '/'. */
+static const char *header_of(void *ctx, const char *name)
+{
+    return hl_http_header_get(ctx, name);
+}
+
+/* The admin token, checked as intake checks bearer tokens: in constant
+ * time, and the answer never says more than whether it matched. */
+static int admin_ok(engine *e, hl_http_req *req)
+{
+    const char *token = e->cfg->admin.token;
+    if (!token) {
+        hl_http_respond_error(req, 403, "admin_closed",
+                              "the admin API is off: set admin.token in the "
+                              "configuration",
+                              NULL);
+        return 0;
+    }
+    hl_verify_cfg v = {.bearer_set = true,
+                       .bearer = {.tokens = {&token, 1}}};
+    char why[300];
+    if (hl_verify_request(&v, header_of, req, NULL, 0, 0, why, sizeof why)) {
+        hl_http_respond_error(req, 401, "unauthorized",
+                              "send Authorization: Bearer <admin.token>",
+                              "WWW-Authenticate: Bearer\r\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* POST /v1/connectors/{name}/pause and .../resume. A paused connector
+ * sends nothing and its deliveries keep their place; resuming also lifts
+ * the hold a 410 put on it. */
+static void connectors(engine *e, hl_http_req *req)
+{
+    const char *rest = req->path + strlen("/v1/connectors/");
+    const char *slash = strchr(rest, '/');
+    char name[128];
+    size_t n = slash ? (size_t)(slash - rest) : 0;
+    const char *verb = slash ? slash + 1 : "";
+    int held = !strcmp(verb, "pause") ? HL_HOLD_PAUSED
+               : !strcmp(verb, "resume") ? HL_HOLD_NONE
+                                         : -1;
+    if (!n || n >= sizeof name || held < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "no route for %.200s; use /v1/connectors/NAME/pause or "
+                 "/v1/connectors/NAME/resume",
+                 req->path);
+        hl_http_respond_error(req, 404, "not_found", msg, NULL);
+        return;
+    }
+    if (!admin_ok(e, req))
+        return;
+    memcpy(name, rest, n);
+    name[n] = 0;
+    if (!hl_config_connector(e->cfg, name)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "no connector named '%s'", name);
+        hl_http_respond_error(req, 404, "not_found", msg, NULL);
+        return;
+    }
+    int rc = hl_dispatcher_control(e->dispatcher, name, held);
+    if (rc) {
+        hl_http_respond_error(req, 503, "store_unavailable",
+                              "the change could not be recorded; try again",
+                              "Retry-After: 1\r\n");
+        return;
+    }
+    char body[300];
+    int len = snprintf(body, sizeof body,
+                       "{\"connector\":\"%s\",\"state\":\"%s\"}\n", name,
+                       held ? "paused" : "active");
+    hl_http_respond(req, 200, "application/json", NULL, body, (size_t)len);
+}
+
+/* Exact paths; prefixes when the path ends in '/' (one more segment), or
+ * in '*' after a '/' (any more). */
 static const route routes[] = {
     {"/healthz", "GET, HEAD", health},
     {"/readyz", "GET, HEAD", ready},
     {"/v1/hooks/", NULL, hooks},
+    {"/v1/connectors/*", "POST", connectors},
 };
 
 static int method_allowed(const char *methods, const char *m)
@@ -104,6 +182,8 @@ static int method_allowed(const char *methods, const char *m)
 static int path_matches(const char *pattern, const char *path)
 {
     size_t n = strlen(pattern);
+    if (n > 1 && pattern[n - 1] == '*')
+        return !strncmp(pattern, path, n - 1) && path[n - 1];
     if (pattern[n - 1] != '/')
         return !strcmp(pattern, path);
     /* A prefix route takes exactly one more non-empty segment. */
@@ -120,7 +200,8 @@ static void on_request(hl_http_req *req, void *ud)
             !method_allowed(routes[i].methods, req->method)) {
             char allow[128], msg[160];
             snprintf(allow, sizeof allow, "Allow: %s\r\n", routes[i].methods);
-            snprintf(msg, sizeof msg, "%s accepts %s", routes[i].path,
+            snprintf(msg, sizeof msg, "%.*s accepts %s",
+                     (int)strcspn(routes[i].path, "*"), routes[i].path,
                      routes[i].methods);
             hl_http_respond_error(req, 405, "method_not_allowed", msg, allow);
             return;

@@ -147,6 +147,10 @@ typedef struct {
 
 void hl_attempt_rows_free(hl_attempt_row *rows, size_t n);
 
+/* A held connector, as read back at start: state "paused" or "disabled". */
+typedef void (*hl_hold_cb)(void *ud, const char *connector, const char *state,
+                           const char *reason);
+
 typedef struct {
     int (*append)(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
                   void *ud);
@@ -165,6 +169,9 @@ typedef struct {
     int (*kv_put)(hl_queue *q, const char *connector, const char *key,
                   const char *value);
     void (*on_deliveries)(hl_queue *q, hl_commit_hook fn, void *ud);
+    int (*hold)(hl_queue *q, const char *connector, const char *state,
+                const char *reason);
+    int (*holds)(hl_queue *q, hl_hold_cb cb, void *ud);
 } hl_queue_ops;
 
 struct hl_queue {
@@ -264,6 +271,21 @@ static inline void hl_queue_on_deliveries(hl_queue *q, hl_commit_hook fn,
                                           void *ud)
 {
     q->ops->on_deliveries(q, fn, ud);
+}
+
+/* Keep a connector held ("paused" by an operator, "disabled" after its
+ * destination said it is gone) across restarts, with the reason; state NULL
+ * releases it. Returns once committed. */
+static inline int hl_queue_hold(hl_queue *q, const char *connector,
+                                const char *state, const char *reason)
+{
+    return q->ops->hold(q, connector, state, reason);
+}
+
+/* Every held connector, to cb, oldest name first. */
+static inline int hl_queue_holds(hl_queue *q, hl_hold_cb cb, void *ud)
+{
+    return q->ops->holds(q, cb, ud);
 }
 
 /* Finish every queued append (their callbacks run), then close. Call on the

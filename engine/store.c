@@ -64,6 +64,7 @@ typedef struct job {
     size_t n_rows;
     struct {
         char *connector, *key, *value; /* value NULL: delete */
+        int held; /* connector_state: key is the state, value the reason */
         int rc, done;
     } kv;
     struct job *next;
@@ -93,7 +94,7 @@ typedef struct {
     sqlite3_stmt *st_sync_relaxed, *st_sync_full, *st_retry;
     sqlite3_stmt *st_retry_cursor, *st_cursor;
     sqlite3_stmt *st_dlv_ins, *st_lease, *st_lease_ev, *st_next_due;
-    sqlite3_stmt *st_next_tenant;
+    sqlite3_stmt *st_next_tenant, *st_held_put, *st_held_del;
     /* Per connector, the tenant whose turn was first at the last lease. */
     struct {
         char connector[128], tenant[80];
@@ -212,7 +213,15 @@ static const char *const migrations[] = {
     "  value TEXT NOT NULL,"
     "  updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY (connector, key)"
-    ") WITHOUT ROWID;",
+    ") WITHOUT ROWID;"
+    /* A connector held by an operator (paused) or by its destination
+     * (disabled, after a 410), until resumed. */
+    "CREATE TABLE connector_state ("
+    "  connector TEXT PRIMARY KEY,"
+    "  state TEXT NOT NULL,"
+    "  reason TEXT,"
+    "  since INTEGER NOT NULL"
+    ");",
 };
 
 _Static_assert(sizeof migrations / sizeof *migrations ==
@@ -440,6 +449,13 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
          "SET value = excluded.value, updated_at = excluded.updated_at"},
         {offsetof(store, st_kv_del),
          "DELETE FROM connector_kv WHERE connector = ?1 AND key = ?2"},
+        {offsetof(store, st_held_put),
+         "INSERT INTO connector_state (connector, state, reason, since) "
+         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (connector) DO UPDATE SET "
+         "state = excluded.state, reason = excluded.reason, "
+         "since = excluded.since"},
+        {offsetof(store, st_held_del),
+         "DELETE FROM connector_state WHERE connector = ?1"},
         {offsetof(store, st_retry_cursor),
          "UPDATE normalize_cursor SET seq = (SELECT min(seq) - 1 FROM events "
          "WHERE state = 'unparsed') WHERE id = 1 AND EXISTS (SELECT 1 FROM "
@@ -948,6 +964,18 @@ static int write_finish(store *s, job *j, int64_t *delta)
 
 static int write_kv(store *s, job *j)
 {
+    if (j->kv.held) {
+        sqlite3_stmt *st = j->kv.key ? s->st_held_put : s->st_held_del;
+        sqlite3_bind_text(st, 1, j->kv.connector, -1, SQLITE_STATIC);
+        if (j->kv.key) {
+            sqlite3_bind_text(st, 2, j->kv.key, -1, SQLITE_STATIC);
+            bind_opt(st, 3, j->kv.value);
+            sqlite3_bind_int64(st, 4, hl_now_ms());
+        }
+        int rc = step_done(st);
+        sqlite3_clear_bindings(st);
+        return rc;
+    }
     sqlite3_stmt *st = j->kv.value ? s->st_kv_put : s->st_kv_del;
     sqlite3_bind_text(st, 1, j->kv.connector, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, j->kv.key, -1, SQLITE_STATIC);
@@ -1482,18 +1510,18 @@ static int store_kv_get(hl_queue *q, const char *connector, const char *key,
 }
 
 /* Written by the writer like everything else; waits for the commit. */
-static int store_kv_put(hl_queue *q, const char *connector, const char *key,
-                        const char *value)
+static int kv_write(store *s, int held, const char *connector,
+                    const char *key, const char *value)
 {
-    store *s = (store *)q;
     job *j = calloc(1, sizeof *j);
     if (!j)
         return HL_ENOMEM;
     j->kind = JOB_KV;
+    j->kv.held = held;
     j->kv.connector = strdup(connector);
-    j->kv.key = strdup(key);
+    j->kv.key = key ? strdup(key) : NULL;
     j->kv.value = value ? strdup(value) : NULL;
-    if (!j->kv.connector || !j->kv.key || (value && !j->kv.value)) {
+    if (!j->kv.connector || (key && !j->kv.key) || (value && !j->kv.value)) {
         free(j->kv.connector);
         free(j->kv.key);
         free(j->kv.value);
@@ -1514,6 +1542,38 @@ static int store_kv_put(hl_queue *q, const char *connector, const char *key,
     free(k);
     free(v);
     return rc;
+}
+
+static int store_kv_put(hl_queue *q, const char *connector, const char *key,
+                        const char *value)
+{
+    return kv_write((store *)q, 0, connector, key, value);
+}
+
+static int store_hold(hl_queue *q, const char *connector, const char *state,
+                      const char *reason)
+{
+    return kv_write((store *)q, 1, connector, state, reason);
+}
+
+static int store_holds(hl_queue *q, hl_hold_cb cb, void *ud)
+{
+    store *s = (store *)q;
+    pthread_mutex_lock(&s->rd_mu);
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->rd_db,
+                                "SELECT connector, state, reason FROM "
+                                "connector_state ORDER BY connector",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            cb(ud, (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1),
+               (const char *)sqlite3_column_text(st, 2));
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->rd_mu);
+    return rc == SQLITE_DONE ? 0 : HL_ESTORE;
 }
 
 static void store_on_deliveries(hl_queue *q, hl_commit_hook fn, void *ud)
@@ -1554,7 +1614,8 @@ static void finalize_all(store *s)
                            s->st_read_cursor, s->st_dlv_ins, s->st_lease,
                            s->st_lease_ev, s->st_next_due, s->st_finish,
                            s->st_attempt, s->st_kv_put, s->st_kv_del,
-                           s->st_kv_get, s->st_next_tenant};
+                           s->st_kv_get, s->st_next_tenant, s->st_held_put,
+                           s->st_held_del};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
 }
@@ -1613,6 +1674,8 @@ static const hl_queue_ops store_ops = {
     .kv_get = store_kv_get,
     .kv_put = store_kv_put,
     .on_deliveries = store_on_deliveries,
+    .hold = store_hold,
+    .holds = store_holds,
 };
 
 void hl_store_stats_get(const hl_queue *q, hl_store_stats *out)

@@ -457,3 +457,78 @@ def test_proxy_from_the_environment(engine):
         assert req.target == "http://hooks.partner.example/in"
         assert req.json()["data"]["title"] == "via the proxy"
         assert e.stop() == 0
+
+
+# ---- holding a connector: 410, pause, resume ------------------------------
+
+ADMIN = "admin-secret"
+
+
+def admin(e, path, token=ADMIN):
+    h = {"Authorization": f"Bearer {token}"} if token else {}
+    status, _, raw = e.request("POST", path, body=b"", headers=h)
+    return status, json.loads(raw)
+
+
+def test_gone_disables_until_resumed_even_across_restarts(tmp_path):
+    with Sink() as sink:
+        sink.script([Answer(410, b"gone")])
+        path = tmp_path / "hookline.yaml"
+        path.write_text(config(webhook_connector(sink.url()),
+                               extra=f"admin: {{ token: {ADMIN} }}\n"))
+        e = Engine(path, cwd=tmp_path).start()
+        post(e, {"title": "first"})
+        e.wait_log(r"connector disabled.*connector=out")
+        post(e, {"title": "second"})
+        db = tmp_path / "hookline.db"
+        wait_rows(db, "SELECT state, attempts FROM deliveries ORDER BY seq",
+                  [("retrying", 1), ("queued", 0)])
+        time.sleep(0.5)
+        assert len(sink.requests) == 1
+        assert e.stop() == 0
+        # Held across a restart, until an operator resumes it.
+        e = Engine(path, cwd=tmp_path).start()
+        e.wait_log(r"held since before the restart.*connector=out.*state=disabled")
+        time.sleep(0.5)
+        assert len(sink.requests) == 1
+        assert admin(e, "/v1/connectors/out/resume") == (
+            200, {"connector": "out", "state": "active"})
+        got = sorted(r.json()["data"]["title"] for r in sink.wait_for(3)[1:])
+        assert got == ["first", "second"]
+        wait_rows(db, "SELECT state FROM deliveries ORDER BY seq",
+                  [("delivered",), ("delivered",)])
+        assert e.stop() == 0
+
+
+def test_pause_and_resume(engine, tmp_path):
+    with Sink() as sink:
+        e = engine(config(webhook_connector(sink.url()),
+                          extra=f"admin: {{ token: {ADMIN} }}\n"))
+        assert admin(e, "/v1/connectors/out/pause") == (
+            200, {"connector": "out", "state": "paused"})
+        post(e, {"title": "waits"})
+        db = tmp_path / "hookline.db"
+        wait_rows(db, "SELECT state, attempts FROM deliveries", [("queued", 0)])
+        time.sleep(0.5)
+        assert sink.requests == []
+        assert admin(e, "/v1/connectors/out/resume")[0] == 200
+        assert sink.wait_for(1)[0].json()["data"]["title"] == "waits"
+        # Refusals: wrong token, unknown connector, unknown verb, GET.
+        status, body = admin(e, "/v1/connectors/out/pause", token="nope")
+        assert (status, body["error"]["code"]) == (401, "unauthorized")
+        status, body = admin(e, "/v1/connectors/nosuch/pause")
+        assert status == 404 and "no connector named 'nosuch'" in body["error"]["message"]
+        status, body = admin(e, "/v1/connectors/out/explode")
+        assert status == 404
+        status, _, _ = e.request("GET", "/v1/connectors/out/pause")
+        assert status == 405
+        assert e.stop() == 0
+
+
+def test_admin_api_off_without_a_token(engine):
+    with Sink() as sink:
+        e = engine(config(webhook_connector(sink.url())))
+        status, body = admin(e, "/v1/connectors/out/pause")
+        assert status == 403
+        assert "set admin.token" in body["error"]["message"]
+        assert e.stop() == 0
