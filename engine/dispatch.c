@@ -94,6 +94,9 @@ struct hl_dispatcher {
     hl_config *next_cfg;
     hl_plugins *next_plugins;
     int stop_requested;
+    int closed;        /* the loop's handles are closing */
+    size_t leases_out; /* asked of the store, callback not yet run */
+    pthread_cond_t cv;
     uint64_t grace_ms;
     _Atomic int new_deliveries;
     /* The loop's own. */
@@ -550,15 +553,37 @@ static void on_lease(void *ud, hl_lease *l)
     lease_msg *m = malloc(sizeof *m);
     if (!m) {
         hl_lease_free(l); /* the leases run out and are taken again */
+        pthread_mutex_lock(&d->mu);
+        d->leases_out--;
+        pthread_cond_signal(&d->cv);
+        pthread_mutex_unlock(&d->mu);
         return;
     }
     m->c = c;
     m->lease = l;
     pthread_mutex_lock(&d->mu);
+    d->leases_out--;
+    if (d->closed) {
+        /* The loop is gone: the leases run out and are taken again. */
+        pthread_cond_signal(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        hl_lease_free(l);
+        free(m);
+        return;
+    }
     m->next = d->inbox;
     d->inbox = m;
-    pthread_mutex_unlock(&d->mu);
     uv_async_send(&d->wake);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Wake the loop from another thread, unless it has closed. */
+static void wake(hl_dispatcher *d)
+{
+    pthread_mutex_lock(&d->mu);
+    if (!d->closed)
+        uv_async_send(&d->wake);
+    pthread_mutex_unlock(&d->mu);
 }
 
 /* Start leased deliveries while the connector has room. */
@@ -646,9 +671,15 @@ static void pump(hl_dispatcher *d, conn *c)
     c->more = 0;
     c->asked = cap - have;
     c->leasing = 1;
+    pthread_mutex_lock(&d->mu);
+    d->leases_out++;
+    pthread_mutex_unlock(&d->mu);
     int rc = hl_queue_lease(d->q, c->name, c->asked, now, lease_ms(c),
                             on_lease, c);
     if (rc) {
+        pthread_mutex_lock(&d->mu);
+        d->leases_out--;
+        pthread_mutex_unlock(&d->mu);
         c->leasing = 0;
         c->next_due = now + LEASE_RETRY_MS;
     }
@@ -834,6 +865,9 @@ static void finish_stop(hl_dispatcher *d)
         d->client = NULL;
     }
     flush_pending(d);
+    pthread_mutex_lock(&d->mu);
+    d->closed = 1; /* no more uv_async_send from other threads */
+    pthread_mutex_unlock(&d->mu);
     uv_walk(&d->loop, close_walk, NULL);
 }
 
@@ -934,7 +968,7 @@ static void on_deliveries(void *ud)
 {
     hl_dispatcher *d = ud;
     atomic_store(&d->new_deliveries, 1);
-    uv_async_send(&d->wake);
+    wake(d);
 }
 
 static void *run(void *arg)
@@ -983,7 +1017,7 @@ int hl_dispatcher_control(hl_dispatcher *d, const char *connector, int held)
     m->next = d->controls;
     d->controls = m;
     pthread_mutex_unlock(&d->mu);
-    uv_async_send(&d->wake);
+    wake(d);
     HL_INFO("dispatch", held ? "connector paused" : "connector resumed",
             "connector", connector);
     return 0;
@@ -1000,6 +1034,7 @@ int hl_dispatcher_start(hl_queue *q, hl_config *cfg, hl_plugins *plugins,
     }
     d->q = q;
     pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
     int rc = uv_loop_init(&d->loop);
     if (rc)
         goto fail_loop;
@@ -1027,7 +1062,7 @@ int hl_dispatcher_start(hl_queue *q, hl_config *cfg, hl_plugins *plugins,
         rc = HL_EINTERNAL;
         goto fail;
     }
-    uv_async_send(&d->wake); /* lease what waits from before */
+    wake(d); /* lease what waits from before */
     *out = d;
     return 0;
 fail:
@@ -1047,6 +1082,7 @@ fail_loop:
     }
     free(d->conns);
     pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
     free(d);
     return rc < 0 ? rc : HL_EINTERNAL;
 }
@@ -1062,7 +1098,7 @@ void hl_dispatcher_set_config(hl_dispatcher *d, hl_config *cfg,
     pthread_mutex_unlock(&d->mu);
     hl_plugins_release(old_p);
     hl_config_destroy(old_cfg);
-    uv_async_send(&d->wake);
+    wake(d);
 }
 
 void hl_dispatcher_stop(hl_dispatcher *d, uint64_t grace_ms)
@@ -1073,10 +1109,15 @@ void hl_dispatcher_stop(hl_dispatcher *d, uint64_t grace_ms)
     d->stop_requested = 1;
     d->grace_ms = grace_ms;
     pthread_mutex_unlock(&d->mu);
-    uv_async_send(&d->wake);
+    wake(d);
     pthread_join(d->thread, NULL);
     hl_queue_on_deliveries(d->q, NULL, NULL);
     flush_pending(d);
+    /* The writer may still hold leases asked for: their callbacks need d. */
+    pthread_mutex_lock(&d->mu);
+    while (d->leases_out)
+        pthread_cond_wait(&d->cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
     /* Leases granted after the loop stopped go back on their own when they
      * run out; free what reached the inbox. */
     for (lease_msg *m = d->inbox, *next; m; m = next) {
@@ -1108,6 +1149,7 @@ void hl_dispatcher_stop(hl_dispatcher *d, uint64_t grace_ms)
     }
     free(d->conns);
     pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
     free(d);
 }
 
