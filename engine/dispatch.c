@@ -716,7 +716,10 @@ static void got_lease(hl_dispatcher *d, conn *c, hl_lease *l)
         c->ready_head = r;
     c->ready_tail = r;
     c->n_ready += (uint32_t)l->n;
-    if (d->stopping || c->gone || c->held)
+    /* Held, or its circuit opened while the lease was on its way: they
+     * would wait longer than their lease. */
+    if (d->stopping || c->gone || c->held ||
+        hl_gate_holding(&c->gate, hl_now_ms()))
         give_back_ready(d, c);
     else
         pump(d, c);
