@@ -1,4 +1,4 @@
-/* test_policy.c - delivery policies: the delay before each retry, jitter, Retry-After, and when retrying stops. */
+/* test_policy.c - delivery policies: retry delays, jitter, Retry-After, when retrying stops; the circuit breaker and rate gate. */
 #include <setjmp.h> /* cmocka needs these first */
 #include <stdarg.h>
 #include <stddef.h>
@@ -306,6 +306,113 @@ static void test_max_age_expires(void **state)
                      HL_DS_RETRYING);
 }
 
+/* ---- the gate: circuit breaker and rate ---------------------------------- */
+
+static hl_policy_cfg gate_policy(uint64_t failures, uint64_t cooldown_ms)
+{
+    hl_policy_cfg p;
+    memset(&p, 0, sizeof p);
+    p.circuit.failures = failures;
+    p.circuit.cooldown_ms = cooldown_ms;
+    return p;
+}
+
+static void test_circuit_opens_after_failures_in_a_row(void **state)
+{
+    (void)state;
+    hl_policy_cfg p = gate_policy(3, 1000);
+    hl_gate g;
+    memset(&g, 0, sizeof g);
+    hl_gate_configure(&g, &p, 0);
+    int ch;
+    assert_int_equal(hl_gate_admit(&g, NOW, 0, &ch), 0);
+    assert_int_equal(hl_gate_record(&g, HL_GATE_FAILURE, NOW), HL_GATE_SAME);
+    assert_int_equal(hl_gate_record(&g, HL_GATE_FAILURE, NOW), HL_GATE_SAME);
+    /* A success in between starts the count again. */
+    assert_int_equal(hl_gate_record(&g, HL_GATE_SUCCESS, NOW), HL_GATE_SAME);
+    assert_int_equal(hl_gate_record(&g, HL_GATE_FAILURE, NOW), HL_GATE_SAME);
+    assert_int_equal(hl_gate_record(&g, HL_GATE_FAILURE, NOW), HL_GATE_SAME);
+    /* Given back: says nothing. */
+    assert_int_equal(hl_gate_record(&g, HL_GATE_NEUTRAL, NOW), HL_GATE_SAME);
+    assert_int_equal(hl_gate_record(&g, HL_GATE_FAILURE, NOW + 5),
+                     HL_GATE_OPENED);
+    assert_true(hl_gate_holding(&g, NOW + 5));
+    assert_int_equal(hl_gate_admit(&g, NOW + 5, 0, &ch), 1000);
+    assert_int_equal(ch, HL_GATE_SAME);
+    /* Attempts from before it opened do not extend the cooldown. */
+    assert_int_equal(hl_gate_record(&g, HL_GATE_FAILURE, NOW + 500),
+                     HL_GATE_SAME);
+    assert_true(hl_gate_holding(&g, NOW + 1004));
+    assert_false(hl_gate_holding(&g, NOW + 1005));
+}
+
+static void test_circuit_one_probe_decides(void **state)
+{
+    (void)state;
+    hl_policy_cfg p = gate_policy(1, 1000);
+    hl_gate g;
+    memset(&g, 0, sizeof g);
+    hl_gate_configure(&g, &p, 0);
+    int ch;
+    assert_int_equal(hl_gate_record(&g, HL_GATE_FAILURE, NOW),
+                     HL_GATE_OPENED);
+    /* After the cooldown: half-open, one probe and no second. */
+    assert_int_equal(hl_gate_admit(&g, NOW + 1000, 0, &ch), 0);
+    assert_int_equal(ch, HL_GATE_HALF_OPENED);
+    assert_int_equal(hl_gate_admit(&g, NOW + 1001, 0, &ch), -1);
+    assert_int_equal(hl_gate_ahead(&g, 16, 10000), 0);
+    /* The probe fails: open again for a whole cooldown. */
+    assert_int_equal(hl_gate_record(&g, HL_GATE_FAILURE, NOW + 1010),
+                     HL_GATE_OPENED);
+    assert_int_equal(hl_gate_admit(&g, NOW + 1010, 0, &ch), 1000);
+    /* The next probe succeeds: closed, everything may go. */
+    assert_int_equal(hl_gate_admit(&g, NOW + 2010, 0, &ch), 0);
+    assert_int_equal(hl_gate_record(&g, HL_GATE_SUCCESS, NOW + 2020),
+                     HL_GATE_CLOSED);
+    assert_int_equal(g.state, HL_CIRCUIT_CLOSED);
+    assert_int_equal(hl_gate_admit(&g, NOW + 2021, 0, &ch), 0);
+    assert_int_equal(hl_gate_admit(&g, NOW + 2021, 0, &ch), 0);
+}
+
+static void test_circuit_probe_given_back_lets_another_probe(void **state)
+{
+    (void)state;
+    hl_policy_cfg p = gate_policy(1, 100);
+    hl_gate g;
+    memset(&g, 0, sizeof g);
+    hl_gate_configure(&g, &p, 0);
+    int ch;
+    hl_gate_record(&g, HL_GATE_FAILURE, NOW);
+    assert_int_equal(hl_gate_admit(&g, NOW + 100, 0, &ch), 0);
+    assert_int_equal(hl_gate_record(&g, HL_GATE_NEUTRAL, NOW + 101),
+                     HL_GATE_SAME);
+    assert_int_equal(hl_gate_admit(&g, NOW + 102, 0, &ch), 0);
+}
+
+static void test_rate_burst_then_per_second(void **state)
+{
+    (void)state;
+    hl_policy_cfg p = gate_policy(5, 1000);
+    p.rate.set = true;
+    p.rate.per_second = 10;
+    p.rate.burst = 3;
+    hl_gate g;
+    memset(&g, 0, sizeof g);
+    uint64_t us = 1000000;
+    hl_gate_configure(&g, &p, us);
+    int ch;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(hl_gate_admit(&g, NOW, us, &ch), 0);
+    /* Empty: the next token in 100 ms. */
+    assert_int_equal(hl_gate_admit(&g, NOW, us, &ch), 100);
+    assert_int_equal(hl_gate_admit(&g, NOW + 100, us + 100000, &ch), 0);
+    assert_int_equal(hl_gate_admit(&g, NOW + 150, us + 150000, &ch), 50);
+    /* What is leased ahead is what the rate can start in half a lease. */
+    assert_int_equal(hl_gate_ahead(&g, 64, 2000), 10);
+    assert_int_equal(hl_gate_ahead(&g, 4, 2000), 4);
+    assert_int_equal(hl_gate_ahead(&g, 64, 100), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +427,10 @@ int main(void)
         cmocka_unit_test(test_retry_after_longer_than_delay_is_honoured),
         cmocka_unit_test(test_retry_after_clamped_to_largest_delay),
         cmocka_unit_test(test_max_age_expires),
+        cmocka_unit_test(test_circuit_opens_after_failures_in_a_row),
+        cmocka_unit_test(test_circuit_one_probe_decides),
+        cmocka_unit_test(test_circuit_probe_given_back_lets_another_probe),
+        cmocka_unit_test(test_rate_burst_then_per_second),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
