@@ -426,17 +426,11 @@ static int guard(void *ud, const struct sockaddr *sa, char *why, size_t len)
 static int send_request(hl_dispatcher *d, attempt *a)
 {
     hlc_request *rq = &a->req;
-    hl_header hs[72];
-    size_t n = 0;
-    for (size_t i = 0; i < rq->n_headers && n < 64; i++)
-        hs[n++] = rq->headers[i];
-    if (rq->kind == HL_XFER_HTTP) {
-        if (rq->idem_header)
-            hs[n++] = (hl_header){rq->idem_header, a->it.id};
-        if (a->it.correlation_id)
-            hs[n++] = (hl_header){"X-Request-ID", a->it.correlation_id};
-        hs[n++] = (hl_header){"User-Agent", "hookline/" HL_VERSION};
-    }
+    hl_header *hs = calloc(rq->n_headers + 3, sizeof *hs);
+    if (!hs)
+        return HL_ENOMEM;
+    size_t n = hl_request_headers(rq, a->it.id, a->it.correlation_id, hs,
+                                  rq->n_headers + 3);
     hl_xfer_req x = {
         .kind = rq->kind,
         .method = rq->method,
@@ -460,7 +454,9 @@ static int send_request(hl_dispatcher *d, attempt *a)
     };
     a->started_ms = hl_now_ms();
     a->t0_ns = uv_hrtime();
-    return hl_client_send(d->client, &x, on_response, a);
+    int rc = hl_client_send(d->client, &x, on_response, a);
+    free(hs); /* the client copies what it keeps */
+    return rc;
 }
 
 /* Render and send one leased delivery; problems before sending end it
@@ -496,11 +492,6 @@ static void start_attempt(hl_dispatcher *d, conn *c, hl_lease_item *it)
         attempt_end(a, &o, NULL, 1);
         return;
     }
-    if (c->redactor && hl_redact_json(c->redactor, a->event) < 0) {
-        outcome_set(&o, HLC_RETRY, "redaction failed; the event is not sent unredacted");
-        attempt_end(a, &o, NULL, 1);
-        return;
-    }
     hlc_delivery dl = {
         .struct_size = sizeof dl,
         .attempt = a->it.attempt,
@@ -510,23 +501,16 @@ static void start_attempt(hl_dispatcher *d, conn *c, hl_lease_item *it)
         .connector = c->name,
         .now_ms = hl_now_ms(),
     };
-    int rc = a->inst->desc->render(a->inst->state, (const hlc_json *)a->event,
-                                   &dl, &a->req, why, sizeof why);
+    int rc = hl_render(a->inst, c->redactor, a->event, &dl, &a->req, why,
+                       sizeof why);
     if (rc == HLC_RENDER_SKIP) {
-        outcome_set(&o, HLC_DELIVERED, "nothing to send for this event (the connector skipped "
-                    "it)");
+        outcome_set(&o, HLC_DELIVERED, "nothing to send for this event (the "
+                                       "connector skipped it)");
         attempt_end(a, &o, NULL, 1);
         return;
     }
-    if (rc == HLC_RENDER_OK && a->req.kind < 0) {
-        rc = HLC_RENDER_FAILED;
-        snprintf(why, sizeof why, "the connector made no request");
-    }
     if (rc != HLC_RENDER_OK) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "render: %s",
-                 *why ? why : "the connector gave no reason");
-        outcome_set(&o, rc == HLC_RENDER_RETRY ? HLC_RETRY : HLC_FAILED, msg);
+        outcome_set(&o, rc == HLC_RENDER_RETRY ? HLC_RETRY : HLC_FAILED, why);
         attempt_end(a, &o, NULL, 1);
         return;
     }

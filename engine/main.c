@@ -4,7 +4,12 @@
 #include "err.h"
 #include "log.h"
 #include "normalize.h"
+#include "id.h"
 #include "plugin.h"
+#include "redact.h"
+#include "sdk.h"
+
+#include <jansson.h>
 
 #include <getopt.h>
 #include <malloc.h>
@@ -23,6 +28,7 @@ static const char usage_main[] =
     "  run       start the engine on a configuration file\n"
     "  check     validate a configuration file without running it\n"
     "  connectors  list the connector plugins found, with their keys\n"
+    "  render    show the request a connector would send for an event\n"
     "  version   print the version\n"
     "  help      show help for a command\n"
     "\n"
@@ -65,6 +71,27 @@ static const char usage_connectors[] =
     "Options:\n"
     "  -c, --config FILE   read connectors_path from this file\n"
     "  -h, --help          show this help\n";
+
+static const char usage_render[] =
+    "Usage: hookline render [-c FILE] [--delivery-id ID] [--now MS]\n"
+    "                       CONNECTOR [EVENT.json]\n"
+    "\n"
+    "Render a canonical event (a file, or standard input when EVENT is\n"
+    "missing or '-') through a connector of FILE, after its policy's\n"
+    "redaction, and print the request it would send, without sending it:\n"
+    "  {\"kind\":\"http\",\"method\":…,\"url\":…,\"headers\":[[name,value],…],\n"
+    "   \"body\":…}\n"
+    "an SMTP message as {\"kind\":\"smtp\",\"url\":…,\"mail_from\":…,\"rcpt\":[…],\n"
+    "\"body\":…}, or {\"skip\":true} when the connector sends nothing for it.\n"
+    "Exit status 1 when the connector refuses the event (the reason on\n"
+    "stderr).\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE      configuration file (as for run)\n"
+    "  --delivery-id ID       the delivery id (idempotency key, signatures);\n"
+    "                         default: a new one\n"
+    "  --now MS               the time in Unix milliseconds (signatures)\n"
+    "  -h, --help             show this help\n";
 
 static const char usage_version[] = "Usage: hookline version\n"
                                     "\n"
@@ -229,6 +256,171 @@ static int cmd_connectors(int argc, char **argv)
     return rc ? 1 : 0;
 }
 
+/* The rendered request as one JSON object. */
+static json_t *request_json(const hlc_request *rq, const char *delivery_id,
+                            const char *corr)
+{
+    json_t *o = json_object();
+    if (rq->kind == HL_XFER_SMTP) {
+        json_t *rcpt = json_array();
+        for (size_t i = 0; i < rq->n_rcpt; i++)
+            json_array_append_new(rcpt, json_string(rq->rcpt[i]));
+        json_object_set_new(o, "kind", json_string("smtp"));
+        json_object_set_new(o, "url", json_string(rq->url));
+        json_object_set_new(o, "mail_from", json_string(rq->mail_from));
+        json_object_set_new(o, "rcpt", rcpt);
+    } else {
+        json_object_set_new(o, "kind", json_string("http"));
+        json_object_set_new(o, "method", json_string(rq->method));
+        json_object_set_new(o, "url", json_string(rq->url));
+    }
+    json_t *hs = json_array();
+    hl_header *h = calloc(rq->n_headers + 3, sizeof *h);
+    size_t n = h ? hl_request_headers(rq, delivery_id, corr, h,
+                                      rq->n_headers + 3)
+                 : 0;
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(hs, json_pack("[ss]", h[i].name, h[i].value));
+    free(h);
+    json_object_set_new(o, "headers", hs);
+    json_object_set_new(o, "body", json_stringn_nocheck(rq->body ? rq->body
+                                                                 : "",
+                                                        rq->body_len));
+    return o;
+}
+
+static json_t *read_event(const char *path)
+{
+    json_error_t e;
+    json_t *ev = !path || !strcmp(path, "-")
+                     ? json_loadf(stdin, 0, &e)
+                     : json_load_file(path, 0, &e);
+    if (!ev)
+        fprintf(stderr, "hookline render: %s:%d:%d: %s\n",
+                path ? path : "<stdin>", e.line, e.column, e.text);
+    return ev;
+}
+
+static int render_with(hl_loaded *l, const char *name, json_t *ev,
+                       const char *id, int64_t now)
+{
+    const hl_config *cfg = l->cfg;
+    size_t i = 0;
+    while (i < cfg->n_connectors && strcmp(cfg->connectors[i].name, name))
+        i++;
+    if (i == cfg->n_connectors) {
+        fprintf(stderr, "hookline render: no connector named '%s' in %s\n",
+                name, cfg->file);
+        return 1;
+    }
+    const hl_policy_cfg *pol = hl_config_policy_for(cfg, &cfg->connectors[i]);
+    hl_redactor *red = NULL;
+    hl_diags d = {0};
+    if (pol->n_redact && hl_redactor_for(cfg, pol->redact, pol->n_redact, &d,
+                                         &red)) {
+        hl_diags_print(&d, stderr);
+        hl_diags_free(&d);
+        return 1;
+    }
+    hl_diags_free(&d);
+    const char *corr = json_string_value(json_object_get(ev, "correlationid"));
+    hlc_delivery dl = {
+        .struct_size = sizeof dl,
+        .attempt = 1,
+        .delivery_id = id,
+        .event_id = json_string_value(json_object_get(ev, "id")),
+        .correlation_id = corr ? corr : "",
+        .connector = name,
+        .now_ms = now,
+    };
+    if (!dl.event_id)
+        dl.event_id = "";
+    hlc_request rq;
+    hl_request_init(&rq);
+    char why[600] = "";
+    int rc = hl_render(hl_plugins_instance(l->plugins, i), red, ev, &dl, &rq,
+                       why, sizeof why);
+    int status = 0;
+    if (rc == HLC_RENDER_SKIP) {
+        puts("{\"skip\":true}");
+    } else if (rc != HLC_RENDER_OK) {
+        fprintf(stderr, "hookline render: %s: %s\n", name, why);
+        status = 1;
+    } else {
+        json_t *o = request_json(&rq, id, corr);
+        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+        json_decref(o);
+    }
+    hl_request_free(&rq);
+    hl_redactor_destroy(red);
+    return status;
+}
+
+static int cmd_render(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"delivery-id", required_argument, NULL, 'i'},
+        {"now", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *env = getenv("HOOKLINE_CONFIG");
+    const char *path = env && *env ? env : DEFAULT_CONFIG;
+    char id[HL_ID_LEN + 1] = "";
+    int64_t now = hl_now_ms();
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+        char *end;
+        switch (ch) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'i':
+            snprintf(id, sizeof id, "%s", optarg);
+            break;
+        case 'n':
+            now = strtoll(optarg, &end, 10);
+            if (*end || !*optarg) {
+                fprintf(stderr, "hookline render: --now takes Unix "
+                                "milliseconds, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            fputs(usage_render, stdout);
+            return 0;
+        default:
+            fprintf(stderr, "hookline render: unknown option '%s'\n\n%s",
+                    argv[optind - 1], usage_render);
+            return 2;
+        }
+    }
+    if (optind >= argc || argc - optind > 2) {
+        fprintf(stderr, "hookline render: give a connector name and at most "
+                        "one event file\n\n%s",
+                usage_render);
+        return 2;
+    }
+    if (!*id)
+        hl_id_new(now, id);
+    hl_diags d = {0};
+    hl_loaded l;
+    hl_engine_load(path, &d, &l);
+    hl_diags_print(&d, stderr);
+    hl_diags_free(&d);
+    if (!l.cfg)
+        return 1;
+    json_t *ev = read_event(optind + 1 < argc ? argv[optind + 1] : NULL);
+    int rc = ev ? render_with(&l, argv[optind], ev, id, now) : 1;
+    json_decref(ev);
+    hl_loaded_free(&l);
+    return rc;
+}
+
 static int cmd_version(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
@@ -250,6 +442,7 @@ static const command commands[] = {
     {"run", usage_run, cmd_run},
     {"check", usage_check, cmd_check},
     {"connectors", usage_connectors, cmd_connectors},
+    {"render", usage_render, cmd_render},
     {"version", usage_version, cmd_version},
     {"help", usage_main, cmd_help},
 };

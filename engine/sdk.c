@@ -4,6 +4,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "redact.h"
 #include "template.h"
 #include "verify.h"
 
@@ -656,6 +657,53 @@ void hl_classify_default(const hl_xfer_res *res, hlc_outcome *out)
 static void classify_default(const hlc_response *r, hlc_outcome *out)
 {
     hl_classify_default(r->res, out);
+}
+
+/* ---- rendering ----------------------------------------------------------- */
+
+int hl_render(const hlc_instance *inst, const hl_redactor *red,
+              json_t *event, const hlc_delivery *dl, hlc_request *req,
+              char *why, size_t whylen)
+{
+    if (red && hl_redact_json(red, event) < 0) {
+        snprintf(why, whylen,
+                 "redaction failed; the event is not sent unredacted");
+        return HLC_RENDER_RETRY;
+    }
+    char err[512] = "";
+    int rc = inst->desc->render(inst->state, (const hlc_json *)event, dl, req,
+                                err, sizeof err);
+    if (rc == HLC_RENDER_OK && req->kind < 0) {
+        rc = HLC_RENDER_FAILED;
+        snprintf(err, sizeof err, "the connector made no request");
+    }
+    if (rc < HLC_RENDER_OK || rc > HLC_RENDER_RETRY) {
+        snprintf(err, sizeof err, "the connector returned %d from render",
+                 rc);
+        rc = HLC_RENDER_FAILED;
+    }
+    if (rc == HLC_RENDER_FAILED || rc == HLC_RENDER_RETRY)
+        snprintf(why, whylen, "render: %s",
+                 *err ? err : "the connector gave no reason");
+    return rc;
+}
+
+size_t hl_request_headers(const hlc_request *rq, const char *delivery_id,
+                          const char *correlation_id, hl_header *out,
+                          size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rq->n_headers && n < cap; i++)
+        out[n++] = rq->headers[i];
+    if (rq->kind != HL_XFER_HTTP)
+        return n;
+    if (rq->idem_header && n < cap)
+        out[n++] = (hl_header){rq->idem_header, delivery_id};
+    if (correlation_id && *correlation_id && n < cap)
+        out[n++] = (hl_header){"X-Request-ID", correlation_id};
+    if (n < cap)
+        out[n++] = (hl_header){"User-Agent", "hookline/" HL_VERSION};
+    return n;
 }
 
 /* ---- key-value store ----------------------------------------------------- */

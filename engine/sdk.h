@@ -7,6 +7,7 @@
 #include "queue.h"
 
 #include <hookline/connector.h>
+#include <jansson.h>
 
 /* One instance's configuration: its section, read through its key table. */
 struct hlc_config {
@@ -58,6 +59,25 @@ void hl_classify_default(const hl_xfer_res *res, hlc_outcome *out);
 /* Retry-After (delta seconds or an HTTP date) in milliseconds from now_ms;
  * -1 when absent or unreadable. */
 int64_t hl_retry_after_ms(const char *value, int64_t now_ms);
+
+struct hl_redactor;
+
+/*
+ * Redact the event (when red is not NULL) and let the connector render it
+ * for one delivery: the one path the dispatcher and `hookline render` share.
+ * Returns an hlc_render_result; for HLC_RENDER_FAILED and HLC_RENDER_RETRY
+ * why says why. HLC_RENDER_OK means req holds a request.
+ */
+int hl_render(const hlc_instance *inst, const struct hl_redactor *red,
+              json_t *event, const hlc_delivery *dl, hlc_request *req,
+              char *why, size_t whylen);
+
+/* The request's headers and the host's own: the idempotency key (unless
+ * the connector renamed it away), X-Request-ID with the correlation id and
+ * User-Agent. HTTP only. Returns how many were written (at most cap). */
+size_t hl_request_headers(const hlc_request *rq, const char *delivery_id,
+                          const char *correlation_id, hl_header *out,
+                          size_t cap);
 
 /* The ynode at a dotted key path under a section, or NULL. */
 const hl_ynode *hl_sdk_node(const hl_ynode *section, const char *key);

@@ -17,12 +17,14 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
 
 
-def run_cli(*args, env=None, timeout=30, cwd=None):
+def run_cli(*args, env=None, timeout=30, cwd=None, input=None):
     """Run the binary to completion; returns CompletedProcess (text)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     proc = subprocess.run([BIN, *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=cwd)
+                          env=full_env, timeout=timeout, cwd=cwd,
+                          input=input,
+                          stdin=None if input is not None else subprocess.DEVNULL)
     assert_clean(proc.stderr)
     return proc
 

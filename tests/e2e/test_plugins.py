@@ -212,3 +212,54 @@ routes:
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert "2 connectors" in p.stdout
+
+
+EVENT = {"specversion": "1.0", "id": "01J0EVENT000000000000000001",
+         "source": "hookline/demo", "type": "alert.firing",
+         "time": "2026-11-28T06:00:00Z", "datacontenttype": "application/json",
+         "tenant": "default", "severity": "critical", "correlationid": "corr-1",
+         "data": {"title": "disk full", "status": "firing",
+                  "text": "token ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+                  "labels": {"host": "db-1"}}}
+
+
+def test_render_shows_the_request_without_sending(tmp_path):
+    import json
+    ev = tmp_path / "event.json"
+    ev.write_text(json.dumps(EVENT))
+    f = write(tmp_path, """\
+  x:
+    plugin: webhook
+    url: https://hooks.example/in
+    policy: masked
+    body: '{"text": "[{{severity}}] {{data.title}}: {{data.text}}"}'
+    signing: { hmac: { secret: s3cret } }
+  skipper: { plugin: picky, channel: "#ops", auth: { token: t } }
+policies:
+  masked: { redact: [secrets] }""")
+    p = run_cli("render", "-c", str(f), "--delivery-id",
+                "01J0DELIVERY00000000000001", "--now", "1790000000000", "x",
+                str(ev))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert (out["kind"], out["method"], out["url"]) == (
+        "http", "POST", "https://hooks.example/in")
+    body = out["body"]
+    assert json.loads(body) == {"text": "[critical] disk full: token [REDACTED]"}
+    headers = dict(out["headers"])
+    assert headers["Idempotency-Key"] == "01J0DELIVERY00000000000001"
+    assert headers["X-Request-ID"] == "corr-1"
+    import hashlib
+    import hmac
+    assert headers["X-Hub-Signature-256"] == "sha256=" + hmac.new(
+        b"s3cret", body.encode(), hashlib.sha256).hexdigest()
+    # From standard input; a connector that skips; an unknown connector.
+    p = run_cli("render", "-c", str(f), "skipper", "-", input=json.dumps(EVENT))
+    assert (p.returncode, p.stdout.strip()) == (0, '{"skip":true}')
+    p = run_cli("render", "-c", str(f), "nosuch", str(ev))
+    assert p.returncode == 1
+    assert f"no connector named 'nosuch' in {f}" in p.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    p = run_cli("render", "-c", str(f), "x", str(bad))
+    assert p.returncode == 1 and f"{bad}:1:" in p.stderr
