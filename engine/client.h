@@ -14,6 +14,7 @@ typedef struct hl_client hl_client;
 typedef enum {
     HL_XFER_HTTP,
     HL_XFER_SMTP,
+    HL_XFER_FILE, /* an append to a local file, done by the dispatcher */
 } hl_xfer_kind;
 
 typedef struct {

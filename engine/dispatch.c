@@ -3,6 +3,7 @@
 
 #include "client.h"
 #include "err.h"
+#include "fileout.h"
 #include "id.h"
 #include "log.h"
 #include "netguard.h"
@@ -511,6 +512,20 @@ static void start_attempt(hl_dispatcher *d, conn *c, hl_lease_item *it)
     }
     if (rc != HLC_RENDER_OK) {
         outcome_set(&o, rc == HLC_RENDER_RETRY ? HLC_RETRY : HLC_FAILED, why);
+        attempt_end(a, &o, NULL, 1);
+        return;
+    }
+    if (a->req.kind == HL_XFER_FILE) {
+        a->started_ms = hl_now_ms();
+        a->t0_ns = uv_hrtime();
+        char msg[600];
+        int frc = hl_file_append(a->req.path, a->req.body, a->req.body_len,
+                                 a->req.max_bytes, a->req.keep, msg,
+                                 sizeof msg);
+        if (frc)
+            outcome_set(&o, HLC_RETRY, msg);
+        else
+            outcome_set(&o, HLC_DELIVERED, "appended to the file");
         attempt_end(a, &o, NULL, 1);
         return;
     }

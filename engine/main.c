@@ -261,7 +261,12 @@ static json_t *request_json(const hlc_request *rq, const char *delivery_id,
                             const char *corr)
 {
     json_t *o = json_object();
-    if (rq->kind == HL_XFER_SMTP) {
+    if (rq->kind == HL_XFER_FILE) {
+        json_object_set_new(o, "kind", json_string("file"));
+        json_object_set_new(o, "path", json_string(rq->path));
+        json_object_set_new(o, "max_bytes", json_integer((json_int_t)rq->max_bytes));
+        json_object_set_new(o, "keep", json_integer(rq->keep));
+    } else if (rq->kind == HL_XFER_SMTP) {
         json_t *rcpt = json_array();
         for (size_t i = 0; i < rq->n_rcpt; i++)
             json_array_append_new(rcpt, json_string(rq->rcpt[i]));

@@ -117,6 +117,16 @@ static int open_so(const char *path, so_t *so, char *why, size_t whylen)
                  path, HLC_ABI_MAJOR_OF(desc->abi_version),
                  HLC_ABI_MINOR_OF(desc->abi_version), HLC_ABI_MAJOR);
         rc = HL_EABI;
+    } else if (HLC_ABI_MINOR_OF(desc->abi_version) > HLC_ABI_MINOR) {
+        snprintf(why, whylen,
+                 "%s was built for connector ABI %u.%u, newer than this "
+                 "hookline's %u.%u: it may call functions this hookline "
+                 "lacks; upgrade hookline or rebuild the plugin against this "
+                 "hookline's hookline/connector.h",
+                 path, HLC_ABI_MAJOR_OF(desc->abi_version),
+                 HLC_ABI_MINOR_OF(desc->abi_version), HLC_ABI_MAJOR,
+                 HLC_ABI_MINOR);
+        rc = HL_EABI;
     } else if (desc->struct_size < DESC_V1_SIZE) {
         snprintf(why, whylen,
                  "%s: its descriptor is %u bytes, less than ABI %u.0's %zu: "

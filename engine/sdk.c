@@ -415,6 +415,7 @@ void hl_request_free(hlc_request *r)
     free(r->rcpt);
     free(r->username);
     free(r->password);
+    free(r->path);
     memset(r, 0, sizeof *r);
 }
 
@@ -537,6 +538,17 @@ static int req_smtp(hlc_request *r, const char *url, const char *from,
     r->starttls = starttls;
     return set_str(&r->url, url) | set_str(&r->mail_from, from) |
            set_str(&r->username, user) | set_str(&r->password, password);
+}
+
+static int req_file(hlc_request *r, const char *path, uint64_t max_bytes,
+                    uint32_t keep)
+{
+    if (!path || !*path)
+        return HL_ERANGE;
+    r->kind = HL_XFER_FILE;
+    r->max_bytes = max_bytes;
+    r->keep = keep;
+    return set_str(&r->path, path);
 }
 
 /* ---- responses, classification ------------------------------------------- */
@@ -822,4 +834,5 @@ const hlc_api hl_sdk_api = {
     .sign_standard_webhooks = sign_sw,
     .sign_hmac = sign_hmac,
     .base64 = b64,
+    .request_file = req_file,
 };

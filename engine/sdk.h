@@ -41,6 +41,9 @@ struct hlc_request {
     size_t n_rcpt;
     char *username, *password;
     int starttls;
+    char *path; /* HL_XFER_FILE */
+    uint64_t max_bytes;
+    uint32_t keep;
 };
 
 struct hlc_response {

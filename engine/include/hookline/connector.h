@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define HLC_ABI_MAJOR 1
-#define HLC_ABI_MINOR 0
+#define HLC_ABI_MINOR 1
 #define HLC_ABI_VERSION ((uint32_t)(HLC_ABI_MAJOR << 16 | HLC_ABI_MINOR))
 #define HLC_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 #define HLC_ABI_MINOR_OF(v) ((uint32_t)(v)&0xffffu)
@@ -314,6 +314,13 @@ typedef struct hlc_api {
     /* Base64 (with padding) of len bytes; 0, or negative if cap is too
      * small (4 * ceil(len / 3) + 1 is enough). */
     int (*base64)(const void *in, size_t len, char *out, size_t cap);
+
+    /* ABI 1.1. A file append instead of a network request: the body is
+     * appended to path (the host opens, writes and rotates it). Past
+     * max_bytes the file is renamed path.1 (path.1 to path.2, ...; at most
+     * keep old files) and a new one started; 0: never rotated. */
+    int (*request_file)(hlc_request *r, const char *path, uint64_t max_bytes,
+                        uint32_t keep);
 } hlc_api;
 
 /* ---- what the connector offers ------------------------------------------- */
@@ -367,6 +374,7 @@ _Static_assert(sizeof(hlc_connector) == 72, "hlc_connector layout is ABI");
 _Static_assert(offsetof(hlc_api, log) == 8, "hlc_api layout");
 _Static_assert(offsetof(hlc_api, base64) == 448,
                "hlc_api layout is ABI: add new functions at the end");
+_Static_assert(offsetof(hlc_api, request_file) == 456, "hlc_api 1.1");
 #endif
 
 #ifdef __cplusplus
