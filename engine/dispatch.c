@@ -111,6 +111,7 @@ struct hl_dispatcher {
     int stopping;
     size_t in_flight;
     _Atomic uint64_t attempts, delivered, retried, failed;
+    _Atomic uint64_t circuit_opened, circuit_closed;
 };
 
 typedef struct {
@@ -202,7 +203,6 @@ static const char *error_class(const hl_xfer_res *res)
 static void gate_account(hl_dispatcher *d, conn *c, const hlc_outcome *o,
                          const hl_xfer_res *res, int counted, int64_t now)
 {
-    (void)d;
     int result = HL_GATE_NEUTRAL;
     if (counted && o->verdict == HLC_DELIVERED)
         result = HL_GATE_SUCCESS;
@@ -223,9 +223,11 @@ static void gate_account(hl_dispatcher *d, conn *c, const hlc_outcome *o,
                 "connector", c->name, "failures", n, "cooldown", cool);
         c->wait_until = c->gate.open_until_ms;
         c->reopened = 1;
+        atomic_fetch_add(&d->circuit_opened, 1);
     } else if (change == HL_GATE_CLOSED) {
         HL_INFO("dispatch", "circuit closed: the probe succeeded",
                 "connector", c->name);
+        atomic_fetch_add(&d->circuit_closed, 1);
         c->more = 1;
     }
 }
@@ -1133,13 +1135,15 @@ void hl_dispatcher_stop(hl_dispatcher *d, uint64_t grace_ms)
     }
     if (uv_loop_close(&d->loop))
         HL_ERROR("dispatch", "event loop still had open handles at exit");
-    char a[32], b[32], c[32], e[32];
+    char a[32], b[32], c[32], e[32], o[32], k[32];
     snprintf(a, sizeof a, "%llu", (unsigned long long)d->attempts);
     snprintf(b, sizeof b, "%llu", (unsigned long long)d->delivered);
     snprintf(c, sizeof c, "%llu", (unsigned long long)d->retried);
     snprintf(e, sizeof e, "%llu", (unsigned long long)d->failed);
+    snprintf(o, sizeof o, "%llu", (unsigned long long)d->circuit_opened);
+    snprintf(k, sizeof k, "%llu", (unsigned long long)d->circuit_closed);
     HL_INFO("dispatch", "stopped", "attempts", a, "delivered", b, "retried",
-            c, "failed", e);
+            c, "failed", e, "circuit_opened", o, "circuit_closed", k);
     hl_plugins_release(d->next_plugins);
     hl_config_destroy(d->next_cfg);
     hl_plugins_release(d->plugins);
@@ -1161,4 +1165,6 @@ void hl_dispatcher_stats_get(const hl_dispatcher *d, hl_dispatch_stats *out)
     out->delivered = atomic_load(&d->delivered);
     out->retried = atomic_load(&d->retried);
     out->failed = atomic_load(&d->failed);
+    out->circuit_opened = atomic_load(&d->circuit_opened);
+    out->circuit_closed = atomic_load(&d->circuit_closed);
 }

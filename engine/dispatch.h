@@ -44,6 +44,7 @@ typedef struct {
     uint64_t delivered;
     uint64_t retried;
     uint64_t failed; /* failed or expired */
+    uint64_t circuit_opened, circuit_closed;
 } hl_dispatch_stats;
 
 void hl_dispatcher_stats_get(const hl_dispatcher *d, hl_dispatch_stats *out);

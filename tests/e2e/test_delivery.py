@@ -2,6 +2,7 @@
 signatures checked independently, stored deliveries and attempts, retries,
 tenants, redaction per destination, and kill -9 in the middle of it."""
 import json
+import re
 import os
 import signal
 import sqlite3
@@ -532,3 +533,40 @@ def test_admin_api_off_without_a_token(engine):
         assert status == 403
         assert "set admin.token" in body["error"]["message"]
         assert e.stop() == 0
+
+
+def test_response_excerpts_are_redacted(engine, tmp_path):
+    """What a destination answers is stored with the attempt after the
+    policy's redaction, or the secrets pack when the policy has none."""
+    with Sink() as a, Sink() as b:
+        leak = f'{{"error":"bad token","echo":"Authorization: Bearer {GH_TOKEN}"}}'
+        a.respond(400, leak.encode())
+        b.respond(400, f"card 4111 1111 1111 1111 and {GH_TOKEN}".encode())
+        e = engine(config(
+            webhook_connector(a.url(), "plain")
+            + webhook_connector(b.url(), "masked", "    policy: pii\n"),
+            routes="  - to: [plain, masked]\n",
+            policies="policies:\n  pii:\n    redact: [secrets, pii]\n"))
+        post(e, {"title": "x"})
+        db = tmp_path / "hookline.db"
+        wait_rows(db, "SELECT count(*) FROM attempts", [(2,)])
+        rows = dict(db_rows(db, "SELECT d.connector, a.response FROM attempts a "
+                                "JOIN deliveries d ON d.id = a.delivery_id"))
+        assert GH_TOKEN not in rows["plain"] and "[REDACTED]" in rows["plain"]
+        assert rows["masked"] == "card [REDACTED] and [REDACTED]"
+        assert e.stop() == 0
+
+
+def test_circuit_changes_are_counted(engine, tmp_path):
+    with Sink() as sink:
+        sink.respond(503)
+        e = engine(config(webhook_connector(sink.url()) + "    policy: brittle\n",
+                          policies="policies:\n  brittle:\n"
+                                   "    retry: { schedule: [0s, 10ms], max_attempts: 50, jitter: none }\n"
+                                   "    circuit: { failures: 2, cooldown: 200ms }\n"))
+        post(e, {"title": "x"})
+        e.wait_log(r"circuit open")
+        sink.respond(200)
+        e.wait_log(r"circuit closed")
+        assert e.stop() == 0
+        assert re.search(r"circuit_opened=[1-9]\d* circuit_closed=1", e.log())
