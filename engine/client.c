@@ -41,6 +41,8 @@
 typedef struct sock sock;
 typedef struct xfer xfer;
 
+#define EASY_SPARE 64
+
 struct hl_client {
     uv_loop_t *loop;
     CURLM *multi;
@@ -50,6 +52,10 @@ struct hl_client {
     size_t active;
     size_t handles; /* libuv handles whose close callback has not run */
     int closing;
+    /* Easy handles kept for the next transfers: making one and its
+     * buffers anew for every request cost more than the request. */
+    CURL *spare[EASY_SPARE];
+    size_t n_spare;
 };
 
 /* A socket libcurl asked us to watch. */
@@ -119,8 +125,13 @@ static void xfer_unlink(xfer *x)
 
 static void xfer_free(xfer *x)
 {
-    if (x->easy)
+    hl_client *c = x->c;
+    if (x->easy && c && !c->closing && c->n_spare < EASY_SPARE) {
+        curl_easy_reset(x->easy); /* every option back to its default */
+        c->spare[c->n_spare++] = x->easy;
+    } else if (x->easy) {
         curl_easy_cleanup(x->easy);
+    }
     curl_slist_free_all(x->headers);
     curl_slist_free_all(x->rcpt);
     free(x->upload);
@@ -865,7 +876,8 @@ int hl_client_send(hl_client *c, const hl_xfer_req *req, hl_xfer_cb cb,
     x->check_ud = req->check_ud;
     hl_buf_init(&x->body, NULL, 0);
     hl_buf_init(&x->head, NULL, 0);
-    if (!(x->easy = curl_easy_init())) {
+    x->easy = c->n_spare ? c->spare[--c->n_spare] : curl_easy_init();
+    if (!x->easy) {
         err = HL_ENOMEM;
         goto out;
     }
@@ -906,6 +918,8 @@ void hl_client_close(hl_client *c)
         HL_ERROR("client", "curl_multi_cleanup failed", "error",
                  curl_multi_strerror(rc));
     c->multi = NULL;
+    while (c->n_spare)
+        curl_easy_cleanup(c->spare[--c->n_spare]);
     while (c->socks)
         sock_close(c->socks);
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
