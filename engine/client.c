@@ -289,6 +289,29 @@ static void fill_result(xfer *x, CURLcode rc, hl_xfer_res *res)
     res->body = x->body.p && !x->body.oom ? x->body.p : "";
     res->body_len = x->body.p && !x->body.oom ? x->body.len : 0;
     res->truncated = x->truncated;
+    /* An SMTP server's answer is its reply lines, which libcurl hands to
+     * the header callback: the last line with the failing code (a QUIT's
+     * "221 Bye" may follow it) is the body a connector reads. */
+    if (x->kind == HL_XFER_SMTP && status >= 400 && !res->body_len &&
+        x->head.p && !x->head.oom && x->head.len) {
+        char code[24];
+        snprintf(code, sizeof code, "%ld", status);
+        const char *h = x->head.p, *line = NULL;
+        for (const char *p = h; p < h + x->head.len;) {
+            const char *nl = memchr(p, '\n', (size_t)(h + x->head.len - p));
+            if (!strncmp(p, code, strlen(code)))
+                line = p;
+            p = nl ? nl + 1 : h + x->head.len;
+        }
+        if (line) {
+            size_t n = strcspn(line, "\r\n");
+            hl_buf_put(&x->body, line, n);
+        }
+        if (line && !x->body.oom) {
+            res->body = x->body.p;
+            res->body_len = x->body.len;
+        }
+    }
     res->error = classify(x, rc, status);
     if (x->oom)
         snprintf(res->error_text, sizeof res->error_text,

@@ -184,12 +184,16 @@ static double random_unit(void)
     return (double)r / 4294967296.0;
 }
 
-static const char *error_class(const hl_xfer_res *res)
+static const char *error_class(const hl_xfer_res *res, int kind)
 {
     if (!res)
         return NULL;
     if (res->error != HL_XERR_NONE)
         return hl_xfer_error_name(res->error);
+    if (kind == HL_XFER_SMTP)
+        return res->status >= 500   ? "smtp_5xx"
+               : res->status >= 400 ? "smtp_4xx"
+                                    : NULL;
     if (res->status >= 500)
         return "http_5xx";
     if (res->status >= 400)
@@ -253,7 +257,7 @@ static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
     r->duration_ms = a->t0_ns ? (uint32_t)((uv_hrtime() - a->t0_ns) / 1000000)
                               : 0;
     r->status = res ? res->status : 0;
-    r->error_class = error_class(res);
+    r->error_class = error_class(res, a->req.kind);
     r->counted = counted;
     r->reason = strdup(o->reason);
     switch (o->verdict) {
