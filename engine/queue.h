@@ -104,7 +104,8 @@ const char *hl_delivery_state_name(int state);
 /* One delivery leased for an attempt; the lease owns every string. */
 typedef struct {
     char id[HL_ID_LEN + 1];       /* the delivery's id: its idempotency key */
-    char event_id[HL_ID_LEN + 1]; /* the canonical event's */
+    char event_id[96];            /* the canonical event's: a ULID, with
+                                     "-N" for the Nth of a split webhook */
     char tenant[80];
     uint32_t attempt; /* the attempt about to be made; 1 for the first */
     int64_t created_ms;

@@ -570,3 +570,23 @@ def test_circuit_changes_are_counted(engine, tmp_path):
         e.wait_log(r"circuit closed")
         assert e.stop() == 0
         assert re.search(r"circuit_opened=[1-9]\d* circuit_closed=1", e.log())
+
+
+def test_a_group_of_alerts_is_delivered_one_by_one(engine, tmp_path):
+    """An Alertmanager group of N alerts becomes N canonical events (ids
+    ULID-0, ULID-1, ...), each delivered."""
+    fixture = ROOT.parent / "shared/fixtures/inbound/alertmanager__firing.json"
+    group = json.loads(fixture.read_text())
+    second = json.loads(json.dumps(group["alerts"][0]))
+    second["labels"]["alertname"] = "Flood"
+    group["alerts"].append(second)
+    with Sink() as sink:
+        e = engine(config(webhook_connector(sink.url())).replace(
+            "  gen:\n    kind: generic\n", "  gen:\n    kind: alertmanager\n"))
+        post(e, group)
+        got = sorted(r.json()["data"]["labels"]["alertname"]
+                     for r in sink.wait_for(2))
+        assert got == ["Fire", "Flood"]
+        db = tmp_path / "hookline.db"
+        wait_rows(db, "SELECT state FROM deliveries", [("delivered",), ("delivered",)])
+        assert e.stop() == 0
