@@ -648,6 +648,7 @@ static void give_back_ready(hl_dispatcher *d, conn *c)
     }
     c->ready_tail = NULL;
     c->n_ready = 0;
+    c->more = 1; /* what was given back is due again at once */
 }
 
 static void pump(hl_dispatcher *d, conn *c)
@@ -658,6 +659,8 @@ static void pump(hl_dispatcher *d, conn *c)
     int64_t now = hl_now_ms();
     if (c->leasing || hl_gate_holding(&c->gate, now))
         return;
+    if (c->gate.state == HL_CIRCUIT_OPEN)
+        c->more = 1; /* the cooldown is over: lease the probe */
     uint32_t ahead = c->max_in_flight < PREFETCH ? c->max_in_flight : PREFETCH;
     ahead = hl_gate_ahead(&c->gate, ahead, lease_ms(c));
     uint32_t cap = c->gate.state == HL_CIRCUIT_CLOSED ? c->max_in_flight + ahead
