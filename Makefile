@@ -36,13 +36,16 @@ UNIT_BIN        := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/test/unit/%)
 
 # Connector plugins: connectors/<name>/*.c -> <name>.so, built against the
 # SDK header only. The test build gets its own, with the sanitizers.
-CONNECTORS    := $(notdir $(wildcard connectors/*))
+# connectors/lib/ is code the built-in connectors share (written against
+# the SDK header only), linked into each of them; it is not a connector.
+CONNECTORS    := $(filter-out lib,$(notdir $(wildcard connectors/*)))
+CONN_LIB      := $(wildcard connectors/lib/*.c)
 CONN_SO       := $(CONNECTORS:%=$(BUILD)/connectors/%.so)
 TEST_CONN_SO  := $(CONNECTORS:%=$(BUILD)/test/connectors/%.so)
 # Plugins the tests load to check the loader's refusals.
 TEST_PLUGIN_SRC := $(wildcard tests/plugins/*.c)
 TEST_PLUGIN_SO  := $(TEST_PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/test/plugins/%.so)
-PLUGIN_CFLAGS := $(CSTD) $(WARN) -Iengine/include -fPIC -fvisibility=hidden -MMD -MP
+PLUGIN_CFLAGS := $(CSTD) $(WARN) -Iengine/include -Iconnectors/lib -fPIC -fvisibility=hidden -MMD -MP
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
@@ -93,11 +96,11 @@ $(BUILD)/hookline: $(MAIN_OBJ) $(BUILD)/libhookline.a
 	$(CC) $(CFLAGS) -rdynamic -o $@ $^ $(PKG_LIBS)
 
 .SECONDEXPANSION:
-$(BUILD)/connectors/%.so: $$(wildcard connectors/%/*.c) engine/include/hookline/connector.h
+$(BUILD)/connectors/%.so: $$(wildcard connectors/%/*.c) $(CONN_LIB) engine/include/hookline/connector.h
 	@mkdir -p $(dir $@)
 	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -shared -o $@ $(filter %.c,$^)
 
-$(BUILD)/test/connectors/%.so: $$(wildcard connectors/%/*.c) engine/include/hookline/connector.h
+$(BUILD)/test/connectors/%.so: $$(wildcard connectors/%/*.c) $(CONN_LIB) engine/include/hookline/connector.h
 	@mkdir -p $(dir $@)
 	$(CC) $(PLUGIN_CFLAGS) $(SAN_FLAGS) -shared -o $@ $(filter %.c,$^)
 
