@@ -712,18 +712,18 @@ static int parse_url(ld_t *ld, const hl_ynode *n, void *field)
     char *scheme = NULL;
     int rc = 0;
     if (uc != CURLUE_OK) {
+        /* The URL itself is not repeated: a hook URL is a credential. */
         ld_err(ld, n,
-               "expected an absolute URL such as https://host/path, got '%s' "
-               "(%s)",
-               s, curl_url_strerror(uc));
+               "expected an absolute URL such as https://host/path (%s)",
+               curl_url_strerror(uc));
         rc = HL_ECONFIG;
     } else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
                strcmp(scheme, "http") && strcmp(scheme, "https") &&
                strcmp(scheme, "smtp") && strcmp(scheme, "smtps")) {
         ld_err(ld, n,
-               "'%s' uses the scheme '%s'; expected http, https, smtp or "
+               "the URL uses the scheme '%s'; expected http, https, smtp or "
                "smtps",
-               s, scheme);
+               scheme);
         rc = HL_ECONFIG;
     }
     curl_free(scheme);
