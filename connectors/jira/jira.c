@@ -1,9 +1,10 @@
 /* jira.c - the Jira Cloud connector: an issue per dedupkey, comments on it for later events, a transition when resolved. */
 #include <hookline/connector.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "hlc_util.h"
 
 #define ELLIPSIS "\xe2\x80\xa6"
 #define SUMMARY_MAX 255     /* characters of fields.summary */
@@ -58,10 +59,9 @@ static const hlc_key keys[] = {
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
-static const char *const severities[4] = {"critical", "error", "warning",
-                                          "info"};
-static const char *const prio_keys[4] = {"priority_critical", "priority_error",
-                                         "priority_warning", "priority_info"};
+/* The priority key of each of hlcu_severities. */
+static const char *const prio_keys[HLCU_SEVERITIES] = {
+    "priority_critical", "priority_error", "priority_warning", "priority_info"};
 
 /* What a request rendered for a delivery does, until classify sees its
  * answer. */
@@ -82,7 +82,7 @@ typedef struct {
     char *base;          /* url without trailing slashes */
     char *authorization; /* "Basic ..." or "Bearer ..." */
     const char *project, *issue_type, *transition;
-    const char *priority[4];
+    const char *priority[HLCU_SEVERITIES];
     hlc_template *summary, *description;
     pending *pend;
     size_t n_pend, cap_pend;
@@ -125,7 +125,7 @@ static int setup_url(jira *j, char *err, size_t errlen)
                  "https://your-domain.atlassian.net");
         return -1;
     }
-    if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+    if (!hlcu_link_ok(url)) {
         snprintf(err, errlen,
                  "url: expected the http:// or https:// base URL of the "
                  "Jira site, e.g. https://your-domain.atlassian.net");
@@ -237,19 +237,6 @@ static int setup_labels(jira *j, char *err, size_t errlen)
     return 0;
 }
 
-static int compile(jira *j, const char *key, hlc_template **t, char *err,
-                   size_t errlen)
-{
-    const char *src = j->api->config_string(j->cfg, key);
-    char why[400] = "";
-    if (src && !(*t = j->api->template_compile(src, why, sizeof why))) {
-        snprintf(err, errlen, "%s: the template does not compile: %s", key,
-                 why);
-        return -1;
-    }
-    return 0;
-}
-
 static int create(const hlc_api *api, const hlc_instance *inst,
                   const hlc_config *cfg, void **state, char *err, size_t errlen)
 {
@@ -263,8 +250,9 @@ static int create(const hlc_api *api, const hlc_instance *inst,
     j->cfg = cfg;
     if (setup_url(j, err, errlen) || setup_fields(j, err, errlen) ||
         setup_auth(j, err, errlen) || setup_labels(j, err, errlen) ||
-        compile(j, "summary", &j->summary, err, errlen) ||
-        compile(j, "description", &j->description, err, errlen)) {
+        hlcu_compile_key(api, cfg, "summary", &j->summary, err, errlen) ||
+        hlcu_compile_key(api, cfg, "description", &j->description, err,
+                         errlen)) {
         destroy(j);
         return -1;
     }
@@ -341,12 +329,6 @@ static int remember(jira *j, const hlc_delivery *d, int kind, const char *issue,
 }
 
 /* ---- Atlassian Document Format ------------------------------------------- */
-
-static const char *ev_str(const hlc_api *a, const hlc_json *ev, const char *ptr)
-{
-    const char *s = a->json_string(a->json_pointer(ev, ptr));
-    return s && *s ? s : NULL;
-}
 
 /* {"type": type} with content [] when content is set; NULL when out of
  * memory. */
@@ -509,7 +491,7 @@ static char *make_summary(jira *j, const hlc_json *ev, char *err, size_t errlen)
             *c = ' ';
     const char *text = s && strspn(s, " ") < strlen(s) ? s : NULL;
     if (!text)
-        text = ev_str(a, ev, "/data/title");
+        text = hlcu_ev_str(a, ev, "/data/title");
     char *cut =
         a->text_truncate(text ? text : "hookline event", SUMMARY_MAX, ELLIPSIS);
     a->free(s);
@@ -536,12 +518,12 @@ static int make_doc(jira *j, const hlc_json *ev, const char *lead,
         a->json_free(content);
     if (!bad && lead)
         bad |= add_paragraph(a, content, lead, strlen(lead));
-    const char *body = j->description ? text : ev_str(a, ev, "/data/text");
+    const char *body = j->description ? text : hlcu_ev_str(a, ev, "/data/text");
     if (!bad && body)
         bad |= add_paragraphs(a, content, body);
     if (!bad)
         bad |= add_labels(a, content, a->json_pointer(ev, "/data/labels"));
-    const char *url = ev_str(a, ev, "/data/url");
+    const char *url = hlcu_ev_str(a, ev, "/data/url");
     if (!bad && url)
         bad |= add_link(a, content, url);
     a->free(text);
@@ -564,14 +546,6 @@ static int dedup_label(const hlc_api *a, const char *dedup, char *out,
         return -1;
     snprintf(out, cap, "%.*s", 9 + DEDUP_HEX, mac);
     return 0;
-}
-
-static int severity_index(const char *s)
-{
-    for (int i = 0; s && i < 4; i++)
-        if (!strcmp(s, severities[i]))
-            return i;
-    return 3;
 }
 
 /* {"key": value} or {"name": value} set at obj[field]. */
@@ -627,7 +601,7 @@ static int create_body(jira *j, const hlc_json *ev, const char *dedup,
     bad |= a->json_set(fields, "summary", a->json_new_string(summary));
     bad |= a->json_set(fields, "description", doc);
     bad |= set_issue_labels(j, dedup, fields);
-    const char *prio = j->priority[severity_index(ev_str(a, ev, "/severity"))];
+    const char *prio = j->priority[hlcu_severity_of(a, ev)];
     if (prio && *prio)
         bad |= set_named(a, fields, "priority", "name", prio);
     if (bad) {
@@ -648,7 +622,7 @@ static int comment_body(jira *j, const hlc_json *ev, int resolved,
     char *summary = make_summary(j, ev, err, errlen);
     if (!summary)
         return HLC_RENDER_FAILED;
-    const char *status = ev_str(a, ev, "/data/status");
+    const char *status = hlcu_ev_str(a, ev, "/data/status");
     const char *what = resolved ? "Resolved" : status ? status : "Update";
     size_t n = strlen(what) + strlen(summary) + 3;
     char *lead = a->alloc(n);
@@ -724,9 +698,8 @@ static int plan(jira *j, const hlc_json *ev, const hlc_delivery *d,
                 size_t errlen)
 {
     const hlc_api *a = j->api;
-    const char *status = ev_str(a, ev, "/data/status");
-    int resolved =
-        status && (!strcmp(status, "resolved") || !strcmp(status, "closed"));
+    const char *status = hlcu_ev_str(a, ev, "/data/status");
+    int resolved = hlcu_status_closed(status);
     char *issue = known_issue(j, dedup);
     const char *busy = !issue && dedup ? create_in_flight(j, dedup, d) : NULL;
     if (busy) {
@@ -764,7 +737,7 @@ static int render(void *state, const hlc_json *ev, const hlc_delivery *d,
 {
     jira *j = state;
     const hlc_api *a = j->api;
-    const char *dedup = ev_str(a, ev, "/dedupkey");
+    const char *dedup = hlcu_ev_str(a, ev, "/dedupkey");
     hlc_json *body = a->json_object();
     char *url = NULL, *text = NULL;
     size_t len = 0;
@@ -803,22 +776,6 @@ static void describe(const jira *j, const pending *p, char *out, size_t cap)
         snprintf(out, cap, "the new issue in %s", j->project);
 }
 
-/* Append to out->reason (cut at its end); *n is the length so far. */
-static void add_reason(hlc_outcome *out, size_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void add_reason(hlc_outcome *out, size_t *n, const char *fmt, ...)
-{
-    if (*n >= sizeof out->reason - 1)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(out->reason + *n, sizeof out->reason - *n, fmt, ap);
-    va_end(ap);
-    if (w > 0)
-        *n += (size_t)w;
-}
-
 /* "HTTP 400: Jira refused <what>: message; field: error". */
 static void refused(const hlc_api *a, const hlc_response *r, const char *what,
                     hlc_outcome *out)
@@ -829,12 +786,12 @@ static void refused(const hlc_api *a, const hlc_response *r, const char *what,
     const hlc_json *msgs = a->json_get(body, "errorMessages");
     const hlc_json *errs = a->json_get(body, "errors");
     const char *sep = ": ";
-    add_reason(out, &n, "HTTP %d: Jira refused %s", a->response_status(r),
-               what);
+    hlcu_add_reason(out, &n, "HTTP %d: Jira refused %s", a->response_status(r),
+                    what);
     for (size_t i = 0; i < a->json_size(msgs); i++) {
         const char *m = a->json_string(a->json_at(msgs, i));
         if (m) {
-            add_reason(out, &n, "%s%s", sep, m);
+            hlcu_add_reason(out, &n, "%s%s", sep, m);
             sep = "; ";
         }
     }
@@ -843,7 +800,7 @@ static void refused(const hlc_api *a, const hlc_response *r, const char *what,
         const char *k = a->json_key_at(errs, i, &v);
         const char *m = a->json_string(v);
         if (k && m) {
-            add_reason(out, &n, "%s%s: %s", sep, k, m);
+            hlcu_add_reason(out, &n, "%s%s: %s", sep, k, m);
             sep = "; ";
         }
     }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hlc_util.h"
+
 /* Mattermost splits a message longer than its post size (16383 characters
  * by default) into several posts; a message is kept to one. */
 #define POST_MAX 16383
@@ -54,145 +56,16 @@ typedef struct {
     hlc_template *title, *text;
 } mattermost;
 
-/* ---- text ---------------------------------------------------------------- */
-
-typedef struct {
-    const hlc_api *a;
-    char *s;
-    size_t len, cap;
-    int failed;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = b->a->realloc(b->s, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-static void sb_add(sbuf *b, const char *s)
-{
-    sb_addn(b, s, strlen(s));
-}
-
-/* The text built (allocated; "" when nothing was added), or NULL when out
- * of memory. */
-static char *sb_take(sbuf *b)
-{
-    if (!b->failed && !b->s)
-        sb_addn(b, "", 0);
-    if (b->failed) {
-        b->a->free(b->s);
-        return NULL;
-    }
-    return b->s;
-}
-
-static size_t chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
-static int utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        int n = *p < 0x80             ? 0
-                : (*p & 0xe0) == 0xc0 ? 1
-                : (*p & 0xf0) == 0xe0 ? 2
-                : (*p & 0xf8) == 0xf0 ? 3
-                                      : -1;
-        if (n < 0 || (n == 1 && *p < 0xc2))
-            return 0;
-        for (int i = 1; i <= n; i++)
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-        p += n + 1;
-    }
-    return 1;
-}
-
-/* Line breaks and tabs as spaces, in place: a title is one line. */
-static void one_line(char *s)
-{
-    for (; *s; s++)
-        if (*s == '\n' || *s == '\r' || *s == '\t')
-            *s = ' ';
-}
-
 /* ---- the event ----------------------------------------------------------- */
 
-/* A non-empty string of the event, or NULL. */
-static const char *ev_str(const hlc_api *a, const hlc_json *ev, const char *ptr)
-{
-    const char *s = a->json_string(a->json_pointer(ev, ptr));
-    return s && *s ? s : NULL;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-/* data.status resolved or closed, or a type that ends so. */
-static int is_resolved(const hlc_api *a, const hlc_json *ev)
-{
-    const char *st = ev_str(a, ev, "/data/status");
-    const char *ty = ev_str(a, ev, "/type");
-    if (st && (!strcmp(st, "resolved") || !strcmp(st, "closed")))
-        return 1;
-    return ty && (ends_with(ty, ".resolved") || ends_with(ty, ".closed"));
-}
-
-static const char *const severities[] = {"critical", "error", "warning",
-                                         "info"};
-static const char *const colors[] = {"#D0021B", "#F57C00", "#F2C744",
-                                     "#2F80ED"};
-static const char *const emojis[] = {
+/* The colour and emoji of each of hlcu_severities. */
+static const char *const colors[HLCU_SEVERITIES] = {"#D0021B", "#F57C00",
+                                                    "#F2C744", "#2F80ED"};
+static const char *const emojis[HLCU_SEVERITIES] = {
     ":red_circle:", ":large_orange_circle:", ":large_yellow_circle:",
     ":large_blue_circle:"};
 #define RESOLVED_COLOR "#2EB67D"
 #define RESOLVED_EMOJI ":white_check_mark:"
-
-static size_t severity_of(const hlc_api *a, const hlc_json *ev)
-{
-    const char *s = ev_str(a, ev, "/severity");
-    for (size_t i = 0; s && i < 4; i++)
-        if (!strcmp(s, severities[i]))
-            return i;
-    return 3;
-}
-
-static const char *title_of(const hlc_api *a, const hlc_json *ev)
-{
-    const char *t = ev_str(a, ev, "/data/title");
-    if (!t)
-        t = ev_str(a, ev, "/type");
-    return t ? t : "(no title)";
-}
-
-static int link_ok(const char *url)
-{
-    return url && (!strncmp(url, "https://", 8) || !strncmp(url, "http://", 7));
-}
 
 /* ---- configuration ------------------------------------------------------- */
 
@@ -206,21 +79,6 @@ static void destroy(void *state)
     if (m->text)
         m->api->template_free(m->text);
     m->api->free(m);
-}
-
-static int compile(mattermost *m, const hlc_config *cfg, const char *key,
-                   hlc_template **out, char *err, size_t errlen)
-{
-    const char *src = m->api->config_string(cfg, key);
-    if (!src)
-        return 0;
-    char why[256] = "";
-    if (!(*out = m->api->template_compile(src, why, sizeof why))) {
-        snprintf(err, errlen, "%s: the Mustache template does not compile: %s",
-                 key, why);
-        return -1;
-    }
-    return 0;
 }
 
 static int has_blank(const char *v)
@@ -237,7 +95,7 @@ static int check_keys(mattermost *m, char *err, size_t errlen)
         snprintf(err, errlen, "url: give the Mattermost incoming webhook URL");
         return -1;
     }
-    if (!link_ok(m->url)) {
+    if (!hlcu_link_ok(m->url)) {
         snprintf(err, errlen,
                  "url: expected the https:// URL of a "
                  "Mattermost incoming webhook (…/hooks/ID)");
@@ -257,7 +115,7 @@ static int check_keys(mattermost *m, char *err, size_t errlen)
                  "characters");
         return -1;
     }
-    if (m->icon_url && (!link_ok(m->icon_url) || has_blank(m->icon_url))) {
+    if (m->icon_url && (!hlcu_link_ok(m->icon_url) || has_blank(m->icon_url))) {
         snprintf(err, errlen,
                  "icon_url: expected an http:// or https:// URL "
                  "of an image");
@@ -293,8 +151,8 @@ static int create(const hlc_api *api, const hlc_instance *inst,
     const char *style = api->config_string(cfg, "style");
     m->text_style = style && !strcmp(style, "text");
     if (check_keys(m, err, errlen) ||
-        compile(m, cfg, "title", &m->title, err, errlen) ||
-        compile(m, cfg, "text", &m->text, err, errlen)) {
+        hlcu_compile(api, cfg, "title", &m->title, err, errlen) ||
+        hlcu_compile(api, cfg, "text", &m->text, err, errlen)) {
         destroy(m);
         return -1;
     }
@@ -303,67 +161,6 @@ static int create(const hlc_api *api, const hlc_instance *inst,
 }
 
 /* ---- rendering ----------------------------------------------------------- */
-
-/* Builds JSON and remembers the first failure, so a message is built
- * straight through and checked once. */
-typedef struct {
-    const hlc_api *a;
-    int failed;
-} jb;
-
-/* Sets obj[key] = v (taken, also on failure); v, or NULL on failure. */
-static hlc_json *put(jb *b, hlc_json *obj, const char *key, hlc_json *v)
-{
-    if (b->a->json_set(obj, key, v)) {
-        b->failed = 1;
-        return NULL;
-    }
-    return v;
-}
-
-static hlc_json *push(jb *b, hlc_json *arr, hlc_json *v)
-{
-    if (b->a->json_append(arr, v)) {
-        b->failed = 1;
-        return NULL;
-    }
-    return v;
-}
-
-static void put_str(jb *b, hlc_json *obj, const char *key, const char *s)
-{
-    if (!s)
-        b->failed = 1;
-    else
-        put(b, obj, key, b->a->json_new_string(s));
-}
-
-/* Render an override; *out NULL when there is none or it came out empty. */
-static int override(mattermost *m, const hlc_template *t, const hlc_json *ev,
-                    const char *key, char **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (!t)
-        return 0;
-    char why[256] = "";
-    char *r =
-        m->api->template_render(t, ev, HLC_ESC_NONE, NULL, why, sizeof why);
-    if (!r) {
-        snprintf(err, errlen, "%s: the template failed: %s", key, why);
-        return -1;
-    }
-    if (!utf8_valid(r)) {
-        snprintf(err, errlen, "%s: the template made text that is not UTF-8",
-                 key);
-        m->api->free(r);
-        return -1;
-    }
-    if (!r[strspn(r, " \t\r\n")])
-        m->api->free(r);
-    else
-        *out = r;
-    return 0;
-}
 
 /* What a message says, before it is shaped as an attachment or text. */
 typedef struct {
@@ -379,26 +176,30 @@ static int gather(mattermost *m, const hlc_json *ev, content *c, char *err,
                   size_t errlen)
 {
     const hlc_api *a = m->api;
-    if (override(m, m->title, ev, "title", &c->title_override, err, errlen) ||
-        override(m, m->text, ev, "text", &c->text_override, err, errlen))
+    if (hlcu_render_override(m->api, m->title, ev, "title", &c->title_override,
+                             err, errlen) ||
+        hlcu_render_override(m->api, m->text, ev, "text", &c->text_override,
+                             err, errlen))
         return HLC_RENDER_FAILED;
-    c->severity = severity_of(a, ev);
-    c->resolved = is_resolved(a, ev);
-    sbuf t = {.a = a};
+    c->severity = hlcu_severity_of(a, ev);
+    c->resolved = hlcu_is_resolved(a, ev);
+    hlcu_sbuf t = {.a = a};
     if (c->resolved)
-        sb_add(&t, "Resolved: ");
-    sb_add(&t, c->title_override ? c->title_override : title_of(a, ev));
-    char *whole = sb_take(&t);
+        hlcu_sb_add(&t, "Resolved: ");
+    hlcu_sb_add(&t,
+                c->title_override ? c->title_override : hlcu_title_of(a, ev));
+    char *whole = hlcu_sb_take(&t);
     c->title = whole ? a->text_truncate(whole, TITLE_MAX, ELLIPSIS) : NULL;
     a->free(whole);
     if (!c->title) {
         snprintf(err, errlen, "out of memory");
         return HLC_RENDER_RETRY;
     }
-    one_line(c->title);
-    c->text = c->text_override ? c->text_override : ev_str(a, ev, "/data/text");
-    c->url = ev_str(a, ev, "/data/url");
-    if (!link_ok(c->url))
+    hlcu_one_line(c->title);
+    c->text =
+        c->text_override ? c->text_override : hlcu_ev_str(a, ev, "/data/text");
+    c->url = hlcu_ev_str(a, ev, "/data/url");
+    if (!hlcu_link_ok(c->url))
         c->url = NULL;
     return HLC_RENDER_OK;
 }
@@ -410,44 +211,26 @@ static void gather_free(const hlc_api *a, content *c)
     a->free(c->title);
 }
 
-/* "alert.firing · <time> · event <id>" */
-static char *footer(const hlc_api *a, const hlc_json *ev)
-{
-    sbuf b = {.a = a};
-    const char *parts[3] = {ev_str(a, ev, "/type"), ev_str(a, ev, "/time"),
-                            ev_str(a, ev, "/id")};
-    for (int i = 0; i < 3; i++) {
-        if (!parts[i])
-            continue;
-        if (b.len)
-            sb_add(&b, " \xc2\xb7 ");
-        if (i == 2)
-            sb_add(&b, "event ");
-        sb_add(&b, parts[i]);
-    }
-    return sb_take(&b);
-}
-
-static void add_field(jb *b, hlc_json *fields, const char *title,
+static void add_field(hlcu_jb *b, hlc_json *fields, const char *title,
                       const char *value)
 {
     const hlc_api *a = b->a;
     hlc_json *f = a->json_object();
     char *v = a->text_truncate(value, FIELD_MAX, ELLIPSIS);
-    put_str(b, f, "title", title);
-    put_str(b, f, "value", v);
-    put(b, f, "short", a->json_new_bool(1));
-    push(b, fields, f);
+    hlcu_put_str(b, f, "title", title);
+    hlcu_put_str(b, f, "value", v);
+    hlcu_put(b, f, "short", a->json_new_bool(1));
+    hlcu_push(b, fields, f);
     a->free(v);
 }
 
-static hlc_json *fields_of(jb *b, const hlc_json *ev, const content *c)
+static hlc_json *fields_of(hlcu_jb *b, const hlc_json *ev, const content *c)
 {
     const hlc_api *a = b->a;
     hlc_json *fields = a->json_array();
-    add_field(b, fields, "Severity", severities[c->severity]);
-    const char *src = ev_str(a, ev, "/source");
-    const char *status = ev_str(a, ev, "/data/status");
+    add_field(b, fields, "Severity", hlcu_severities[c->severity]);
+    const char *src = hlcu_ev_str(a, ev, "/source");
+    const char *status = hlcu_ev_str(a, ev, "/data/status");
     if (src)
         add_field(b, fields, "Source", src);
     if (status)
@@ -462,31 +245,31 @@ static hlc_json *fields_of(jb *b, const hlc_json *ev, const content *c)
     return fields;
 }
 
-static hlc_json *attachment(jb *b, const hlc_json *ev, const content *c)
+static hlc_json *attachment(hlcu_jb *b, const hlc_json *ev, const content *c)
 {
     const hlc_api *a = b->a;
     hlc_json *att = a->json_object();
-    sbuf fb = {.a = a};
-    sb_add(&fb, "[");
-    sb_add(&fb, c->resolved ? "resolved" : severities[c->severity]);
-    sb_add(&fb, "] ");
-    sb_add(&fb, c->title);
-    char *fallback = sb_take(&fb);
-    put_str(b, att, "fallback", fallback);
+    hlcu_sbuf fb = {.a = a};
+    hlcu_sb_add(&fb, "[");
+    hlcu_sb_add(&fb, c->resolved ? "resolved" : hlcu_severities[c->severity]);
+    hlcu_sb_add(&fb, "] ");
+    hlcu_sb_add(&fb, c->title);
+    char *fallback = hlcu_sb_take(&fb);
+    hlcu_put_str(b, att, "fallback", fallback);
     a->free(fallback);
-    put_str(b, att, "color",
-            c->resolved ? RESOLVED_COLOR : colors[c->severity]);
-    put_str(b, att, "title", c->title);
+    hlcu_put_str(b, att, "color",
+                 c->resolved ? RESOLVED_COLOR : colors[c->severity]);
+    hlcu_put_str(b, att, "title", c->title);
     if (c->url)
-        put_str(b, att, "title_link", c->url);
+        hlcu_put_str(b, att, "title_link", c->url);
     if (c->text) {
         char *t = a->text_truncate(c->text, POST_MAX, ELLIPSIS);
-        put_str(b, att, "text", t);
+        hlcu_put_str(b, att, "text", t);
         a->free(t);
     }
-    put(b, att, "fields", fields_of(b, ev, c));
-    char *foot = footer(a, ev);
-    put_str(b, att, "footer", foot);
+    hlcu_put(b, att, "fields", fields_of(b, ev, c));
+    char *foot = hlcu_context_line(a, ev);
+    hlcu_put_str(b, att, "footer", foot);
     a->free(foot);
     return att;
 }
@@ -495,23 +278,23 @@ static hlc_json *attachment(jb *b, const hlc_json *ev, const content *c)
  * cut so that the whole stays one post. */
 static char *markdown(const hlc_api *a, const hlc_json *ev, const content *c)
 {
-    sbuf head = {.a = a}, tail = {.a = a};
-    sb_add(&head, "#### ");
-    sb_add(&head, c->resolved ? RESOLVED_EMOJI : emojis[c->severity]);
-    sb_add(&head, " ");
-    sb_add(&head, c->title);
-    sb_add(&head, "\n");
-    sb_add(&tail, "\n**Severity:** ");
-    sb_add(&tail, severities[c->severity]);
-    const char *src = ev_str(a, ev, "/source");
-    const char *status = ev_str(a, ev, "/data/status");
+    hlcu_sbuf head = {.a = a}, tail = {.a = a};
+    hlcu_sb_add(&head, "#### ");
+    hlcu_sb_add(&head, c->resolved ? RESOLVED_EMOJI : emojis[c->severity]);
+    hlcu_sb_add(&head, " ");
+    hlcu_sb_add(&head, c->title);
+    hlcu_sb_add(&head, "\n");
+    hlcu_sb_add(&tail, "\n**Severity:** ");
+    hlcu_sb_add(&tail, hlcu_severities[c->severity]);
+    const char *src = hlcu_ev_str(a, ev, "/source");
+    const char *status = hlcu_ev_str(a, ev, "/data/status");
     if (src) {
-        sb_add(&tail, " \xc2\xb7 **Source:** ");
-        sb_add(&tail, src);
+        hlcu_sb_add(&tail, " \xc2\xb7 **Source:** ");
+        hlcu_sb_add(&tail, src);
     }
     if (status) {
-        sb_add(&tail, " \xc2\xb7 **Status:** ");
-        sb_add(&tail, status);
+        hlcu_sb_add(&tail, " \xc2\xb7 **Status:** ");
+        hlcu_sb_add(&tail, status);
     }
     const hlc_json *labels = a->json_pointer(ev, "/data/labels");
     for (size_t i = 0, n = a->json_size(labels), k = 0; i < n; i++) {
@@ -519,39 +302,39 @@ static char *markdown(const hlc_api *a, const hlc_json *ev, const content *c)
         const char *name = a->json_key_at(labels, i, &v);
         if (!name || !a->json_string(v))
             continue;
-        sb_add(&tail, k++ ? ", " : "\n**Labels:** ");
-        sb_add(&tail, name);
-        sb_add(&tail, "=");
-        sb_add(&tail, a->json_string(v));
+        hlcu_sb_add(&tail, k++ ? ", " : "\n**Labels:** ");
+        hlcu_sb_add(&tail, name);
+        hlcu_sb_add(&tail, "=");
+        hlcu_sb_add(&tail, a->json_string(v));
     }
     if (c->url) {
-        sb_add(&tail, "\n[Open](");
-        sb_add(&tail, c->url);
-        sb_add(&tail, ")");
+        hlcu_sb_add(&tail, "\n[Open](");
+        hlcu_sb_add(&tail, c->url);
+        hlcu_sb_add(&tail, ")");
     }
-    char *foot = footer(a, ev);
+    char *foot = hlcu_context_line(a, ev);
     if (foot && *foot) {
-        sb_add(&tail, "\n_");
-        sb_add(&tail, foot);
-        sb_add(&tail, "_");
+        hlcu_sb_add(&tail, "\n_");
+        hlcu_sb_add(&tail, foot);
+        hlcu_sb_add(&tail, "_");
     }
     a->free(foot);
-    char *h = sb_take(&head), *t = sb_take(&tail), *out = NULL;
+    char *h = hlcu_sb_take(&head), *t = hlcu_sb_take(&tail), *out = NULL;
     if (h && t) {
-        size_t used = chars(h) + chars(t) + 1;
-        sbuf all = {.a = a};
-        sb_add(&all, h);
+        size_t used = hlcu_chars(h) + hlcu_chars(t) + 1;
+        hlcu_sbuf all = {.a = a};
+        hlcu_sb_add(&all, h);
         if (c->text && used < POST_MAX) {
             char *cut = a->text_truncate(c->text, POST_MAX - used, ELLIPSIS);
             if (cut)
-                sb_add(&all, cut);
+                hlcu_sb_add(&all, cut);
             else
                 all.failed = 1;
             a->free(cut);
-            sb_add(&all, "\n");
+            hlcu_sb_add(&all, "\n");
         }
-        sb_add(&all, t);
-        char *whole = sb_take(&all);
+        hlcu_sb_add(&all, t);
+        char *whole = hlcu_sb_take(&all);
         out = whole ? a->text_truncate(whole, POST_MAX, ELLIPSIS) : NULL;
         a->free(whole);
     }
@@ -561,26 +344,26 @@ static char *markdown(const hlc_api *a, const hlc_json *ev, const content *c)
 }
 
 static hlc_json *message(mattermost *m, const hlc_json *ev, const content *c,
-                         jb *b)
+                         hlcu_jb *b)
 {
     const hlc_api *a = m->api;
     hlc_json *msg = a->json_object();
     if (m->channel)
-        put_str(b, msg, "channel", m->channel);
+        hlcu_put_str(b, msg, "channel", m->channel);
     if (m->username)
-        put_str(b, msg, "username", m->username);
+        hlcu_put_str(b, msg, "username", m->username);
     if (m->icon_url)
-        put_str(b, msg, "icon_url", m->icon_url);
+        hlcu_put_str(b, msg, "icon_url", m->icon_url);
     if (m->type)
-        put_str(b, msg, "type", m->type);
+        hlcu_put_str(b, msg, "type", m->type);
     if (m->text_style) {
         char *text = markdown(a, ev, c);
-        put_str(b, msg, "text", text);
+        hlcu_put_str(b, msg, "text", text);
         a->free(text);
     } else {
         hlc_json *atts = a->json_array();
-        push(b, atts, attachment(b, ev, c));
-        put(b, msg, "attachments", atts);
+        hlcu_push(b, atts, attachment(b, ev, c));
+        hlcu_put(b, msg, "attachments", atts);
     }
     return msg;
 }
@@ -592,7 +375,7 @@ static int render(void *state, const hlc_json *ev, const hlc_delivery *d,
     mattermost *m = state;
     const hlc_api *a = m->api;
     content c = {0};
-    jb b = {.a = a};
+    hlcu_jb b = {.a = a};
     hlc_json *msg = NULL;
     char *body = NULL;
     size_t len = 0;
@@ -605,13 +388,7 @@ static int render(void *state, const hlc_json *ev, const hlc_delivery *d,
         snprintf(err, errlen, "out of memory building the message");
         goto out;
     }
-    if (a->request_http(req, "POST", m->url) ||
-        a->request_header(req, "Content-Type", "application/json") ||
-        a->request_body(req, body, len)) {
-        snprintf(err, errlen, "out of memory building the request");
-        goto out;
-    }
-    rc = HLC_RENDER_OK;
+    rc = hlcu_request_json(a, req, m->url, body, len, err, errlen);
 out:
     a->json_free(msg);
     a->free(body);
@@ -645,33 +422,6 @@ static const struct {
      "the webhook's owner may not post in that channel"},
 };
 
-/* The start of the body as one printable line. */
-static void body_line(const char *body, size_t len, char *out, size_t cap)
-{
-    size_t n = 0;
-    while (len &&
-           (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n')) {
-        body++;
-        len--;
-    }
-    for (size_t i = 0; i < len && n + 1 < cap; i++) {
-        unsigned char ch = (unsigned char)body[i];
-        out[n++] = ch < ' ' || ch == 0x7f ? ' ' : (char)ch;
-    }
-    while (n && out[n - 1] == ' ')
-        n--;
-    size_t k = n; /* do not end inside a UTF-8 sequence */
-    while (k && ((unsigned char)out[k - 1] & 0xc0) == 0x80)
-        k--;
-    if (k && ((unsigned char)out[k - 1] & 0xc0) == 0xc0) {
-        unsigned char lead = (unsigned char)out[k - 1];
-        size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
-        if (n - (k - 1) < want)
-            n = k - 1;
-    }
-    out[n] = 0;
-}
-
 static void classify(void *state, const hlc_json *ev, const hlc_delivery *d,
                      const hlc_response *r, hlc_outcome *out)
 {
@@ -686,7 +436,7 @@ static void classify(void *state, const hlc_json *ev, const hlc_delivery *d,
     size_t len = 0;
     const char *body = a->response_body(r, &len);
     char line[120];
-    body_line(body, len, line, sizeof line);
+    hlcu_body_line(body, len, line, sizeof line);
     if (status >= 200 && status < 300) {
         snprintf(out->reason, sizeof out->reason, "%d%s%s", status,
                  *line ? " " : "", line);

@@ -1,14 +1,14 @@
 /* opsgenie.c - the Opsgenie connector: canonical events as alerts (create, and close by alias when resolved). */
 #include <hookline/connector.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "hlc_util.h"
 
 #define URL_US "https://api.opsgenie.com"
 #define URL_EU "https://api.eu.opsgenie.com"
 #define ELLIPSIS "\xe2\x80\xa6"
-#define HASH_HEX 64
 
 /* Opsgenie's limits, in characters. */
 #define MESSAGE_MAX 130
@@ -91,7 +91,7 @@ static int setup_url(opsgenie *o, const hlc_config *cfg, char *err,
     const char *region = a->config_string(cfg, "region");
     if (!url)
         url = region && !strcmp(region, "eu") ? URL_EU : URL_US;
-    if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+    if (!hlcu_link_ok(url)) {
         snprintf(err, errlen,
                  "url: expected the http:// or https:// base URL of the "
                  "Opsgenie API (default %s, or %s with region: eu), got '%s'",
@@ -146,15 +146,9 @@ static int create(const hlc_api *api, const hlc_instance *inst,
     o->inst = inst;
     if (setup_key(o, cfg, err, errlen) || setup_url(o, cfg, err, errlen))
         goto fail;
-    for (int i = 0; i < N_TPL; i++) {
-        const char *src = api->config_string(cfg, tpl_keys[i]);
-        char why[400] = "";
-        if (src && !(o->tpl[i] = api->template_compile(src, why, sizeof why))) {
-            snprintf(err, errlen, "%s: the template does not compile: %s",
-                     tpl_keys[i], why);
+    for (int i = 0; i < N_TPL; i++)
+        if (hlcu_compile_key(api, cfg, tpl_keys[i], &o->tpl[i], err, errlen))
             goto fail;
-        }
-    }
     *state = o;
     return 0;
 fail:
@@ -163,17 +157,6 @@ fail:
 }
 
 /* ---- rendering ----------------------------------------------------------- */
-
-static const char *ev_str(const hlc_api *a, const hlc_json *ev, const char *ptr)
-{
-    const char *s = a->json_string(a->json_pointer(ev, ptr));
-    return s && *s ? s : NULL;
-}
-
-static int is_resolved(const char *status)
-{
-    return status && (!strcmp(status, "resolved") || !strcmp(status, "closed"));
-}
 
 static const char *priority(const char *severity)
 {
@@ -188,26 +171,16 @@ static const char *priority(const char *severity)
     return "P3";
 }
 
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
 /* The alias for a dedupkey: itself, or "hookline-" and the hex
  * HMAC-SHA256 (key "hookline") of it when it is longer than Opsgenie
  * takes, so the same long key always gives the same alias. *out is
  * allocated. */
 static int make_alias(const hlc_api *a, const char *key, char **out)
 {
-    if (utf8_chars(key) <= ALIAS_MAX)
-        return (*out = dup_str(a, key, strlen(key))) ? 0 : -1;
-    if (!(*out = a->alloc(16 + HASH_HEX + 1)))
-        return -1;
-    return a->sign_hmac(HLC_SHA256, HLC_ENC_HEX, "hookline-", "hookline", key,
-                        strlen(key), *out, 16 + HASH_HEX + 1);
+    char buf[HLCU_HASHED_KEY_SIZE];
+    const char *k = hlcu_short_key(a, key, ALIAS_MAX, buf);
+    *out = k ? dup_str(a, k, strlen(k)) : NULL;
+    return *out ? 0 : -1;
 }
 
 /* Render template i, cut to max characters; *text is allocated (NULL when
@@ -252,8 +225,8 @@ static int set_cut(const hlc_api *a, hlc_json *obj, const char *key,
 /* The default description: data.text, then data.url on a line of its own. */
 static int set_description(const hlc_api *a, const hlc_json *ev, hlc_json *body)
 {
-    const char *text = ev_str(a, ev, "/data/text");
-    const char *url = ev_str(a, ev, "/data/url");
+    const char *text = hlcu_ev_str(a, ev, "/data/text");
+    const char *url = hlcu_ev_str(a, ev, "/data/url");
     if (!url)
         return set_cut(a, body, "description", text, DESCRIPTION_MAX);
     size_t tl = text ? strlen(text) : 0, ul = strlen(url);
@@ -291,7 +264,7 @@ static int set_labels(const hlc_api *a, const hlc_json *ev, hlc_json *body)
 {
     hlc_json *tags = a->json_array(), *details = a->json_object();
     int bad = !tags || !details;
-    const char *source = ev_str(a, ev, "/source");
+    const char *source = hlcu_ev_str(a, ev, "/source");
     if (!bad && source)
         bad |= add_tag(a, tags, source);
     const hlc_json *labels = a->json_pointer(ev, "/data/labels");
@@ -311,7 +284,7 @@ static int set_labels(const hlc_api *a, const hlc_json *ev, hlc_json *body)
         snprintf(tag, n, "%s:%s", k, s);
         bad |= add_tag(a, tags, tag);
         a->free(tag);
-        size_t chars = utf8_chars(k) + utf8_chars(s);
+        size_t chars = hlcu_chars(k) + hlcu_chars(s);
         if (used + chars <= DETAILS_MAX) {
             used += chars;
             bad |= a->json_set(details, k, a->json_new_string(s));
@@ -344,7 +317,7 @@ static int build_alert(opsgenie *o, const hlc_json *ev, const char *alias,
         goto out;
     const char *message = text[T_MESSAGE] && *text[T_MESSAGE]
                               ? text[T_MESSAGE]
-                              : ev_str(a, ev, "/data/title");
+                              : hlcu_ev_str(a, ev, "/data/title");
     int bad = set_cut(a, body, "message", message ? message : "hookline event",
                       MESSAGE_MAX);
     if (alias)
@@ -355,9 +328,9 @@ static int build_alert(opsgenie *o, const hlc_json *ev, const char *alias,
     bad |= set_labels(a, ev, body);
     bad |= set_cut(a, body, "entity", text[T_ENTITY], ENTITY_MAX);
     bad |= set_cut(a, body, "source", text[T_SOURCE], SOURCE_MAX);
-    bad |=
-        a->json_set(body, "priority",
-                    a->json_new_string(priority(ev_str(a, ev, "/severity"))));
+    bad |= a->json_set(
+        body, "priority",
+        a->json_new_string(priority(hlcu_ev_str(a, ev, "/severity"))));
     if (bad) {
         snprintf(err, errlen, "out of memory building the alert");
         rc = HLC_RENDER_RETRY;
@@ -438,8 +411,8 @@ static int render(void *state, const hlc_json *ev, const hlc_delivery *d,
     (void)d;
     opsgenie *o = state;
     const hlc_api *a = o->api;
-    int resolved = is_resolved(ev_str(a, ev, "/data/status"));
-    const char *dedup = ev_str(a, ev, "/dedupkey");
+    int resolved = hlcu_status_closed(hlcu_ev_str(a, ev, "/data/status"));
+    const char *dedup = hlcu_ev_str(a, ev, "/dedupkey");
     if (resolved && !dedup)
         return HLC_RENDER_SKIP; /* no alias: no alert of ours to close */
     hlc_json *body = a->json_object();
@@ -473,22 +446,6 @@ out:
 
 /* ---- classifying --------------------------------------------------------- */
 
-/* Append to out->reason (cut at its end); *n is the length so far. */
-static void add_reason(hlc_outcome *out, size_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void add_reason(hlc_outcome *out, size_t *n, const char *fmt, ...)
-{
-    if (*n >= sizeof out->reason - 1)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(out->reason + *n, sizeof out->reason - *n, fmt, ap);
-    va_end(ap);
-    if (w > 0)
-        *n += (size_t)w;
-}
-
 /* "HTTP N: what: message (field: error; ...)" from an Opsgenie error body:
  * {"message": ..., "errors": {field: error}}. */
 static void refused(const hlc_api *a, const hlc_response *r, int status,
@@ -499,21 +456,21 @@ static void refused(const hlc_api *a, const hlc_response *r, int status,
     hlc_json *body = a->json_parse(text, len);
     const char *msg = a->json_string(a->json_get(body, "message"));
     const hlc_json *errs = a->json_get(body, "errors");
-    add_reason(out, &n, "HTTP %d: %s", status, what);
+    hlcu_add_reason(out, &n, "HTTP %d: %s", status, what);
     if (msg)
-        add_reason(out, &n, ": %s", msg);
+        hlcu_add_reason(out, &n, ": %s", msg);
     const char *sep = " (";
     for (size_t i = 0; i < a->json_size(errs); i++) {
         const hlc_json *v;
         const char *k = a->json_key_at(errs, i, &v);
         const char *e = a->json_string(v);
         if (k && e) {
-            add_reason(out, &n, "%s%s: %s", sep, k, e);
+            hlcu_add_reason(out, &n, "%s%s: %s", sep, k, e);
             sep = "; ";
         }
     }
     if (*sep == ';')
-        add_reason(out, &n, ")");
+        hlcu_add_reason(out, &n, ")");
     a->json_free(body);
     out->verdict = HLC_FAILED;
     out->retry_after_ms = -1;

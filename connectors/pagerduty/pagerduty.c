@@ -1,9 +1,10 @@
 /* pagerduty.c - the PagerDuty connector: canonical events as Events API v2 trigger, acknowledge and resolve. */
 #include <hookline/connector.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "hlc_util.h"
 
 #define DEFAULT_URL "https://events.pagerduty.com"
 #define ENQUEUE_PATH "/v2/enqueue"
@@ -11,7 +12,6 @@
 #define DEDUP_MAX 255         /* characters of dedup_key */
 #define SUMMARY_MAX 1024      /* characters of payload.summary */
 #define BODY_MAX (512 * 1024) /* bytes PagerDuty accepts in one event */
-#define HASH_HEX 64           /* hex digits of HMAC-SHA256 */
 #define ELLIPSIS "\xe2\x80\xa6"
 
 static const hlc_key keys[] = {
@@ -86,7 +86,7 @@ static char *join_url(const hlc_api *a, const char *base, const char *path)
 
 static int check_url(const char *url, char *err, size_t errlen)
 {
-    if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+    if (!hlcu_link_ok(url)) {
         snprintf(err, errlen,
                  "url: expected the http:// or https:// base URL of the "
                  "Events API (default %s), got '%s'",
@@ -143,15 +143,9 @@ static int create(const hlc_api *api, const hlc_instance *inst,
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    for (int i = 0; i < N_TPL; i++) {
-        const char *src = api->config_string(cfg, tpl_keys[i]);
-        char why[400] = "";
-        if (src && !(p->tpl[i] = api->template_compile(src, why, sizeof why))) {
-            snprintf(err, errlen, "%s: the template does not compile: %s",
-                     tpl_keys[i], why);
+    for (int i = 0; i < N_TPL; i++)
+        if (hlcu_compile_key(api, cfg, tpl_keys[i], &p->tpl[i], err, errlen))
             goto fail;
-        }
-    }
     *state = p;
     return 0;
 fail:
@@ -161,6 +155,8 @@ fail:
 
 /* ---- rendering ----------------------------------------------------------- */
 
+/* A string of the event, or NULL. Unlike hlcu_ev_str an empty one is kept:
+ * an empty title or source is sent as it is, not replaced by a fallback. */
 static const char *ev_str(const hlc_api *a, const hlc_json *ev, const char *ptr)
 {
     return a->json_string(a->json_pointer(ev, ptr));
@@ -168,30 +164,11 @@ static const char *ev_str(const hlc_api *a, const hlc_json *ev, const char *ptr)
 
 static const char *event_action(const char *status)
 {
-    if (!status)
-        return "trigger";
-    if (!strcmp(status, "resolved") || !strcmp(status, "closed"))
+    if (hlcu_status_closed(status))
         return "resolve";
-    if (!strcmp(status, "acknowledged"))
+    if (status && !strcmp(status, "acknowledged"))
         return "acknowledge";
     return "trigger";
-}
-
-static const char *pd_severity(const char *s)
-{
-    static const char *const ok[] = {"critical", "error", "warning", "info"};
-    for (size_t i = 0; s && i < sizeof ok / sizeof *ok; i++)
-        if (!strcmp(s, ok[i]))
-            return ok[i];
-    return "info";
-}
-
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
 }
 
 /* The dedup_key for a dedupkey: itself, or "hookline-" and the hex
@@ -199,13 +176,9 @@ static size_t utf8_chars(const char *s)
  * takes, so the same long key always gives the same dedup_key. */
 static hlc_json *dedup_json(const hlc_api *a, const char *key)
 {
-    if (utf8_chars(key) <= DEDUP_MAX)
-        return a->json_new_string(key);
-    char out[16 + HASH_HEX + 1];
-    if (a->sign_hmac(HLC_SHA256, HLC_ENC_HEX, "hookline-", "hookline", key,
-                     strlen(key), out, sizeof out))
-        return NULL;
-    return a->json_new_string(out);
+    char buf[HLCU_HASHED_KEY_SIZE];
+    const char *k = hlcu_short_key(a, key, DEDUP_MAX, buf);
+    return k ? a->json_new_string(k) : NULL;
 }
 
 /* Render template i (NULL when unset); *text is allocated, "" allowed. */
@@ -253,7 +226,7 @@ static int fill_payload(const hlc_api *a, const hlc_json *ev,
                     source ? source : "hookline");
     bad |= a->json_set(
         payload, "severity",
-        a->json_new_string(pd_severity(ev_str(a, ev, "/severity"))));
+        a->json_new_string(hlcu_severities[hlcu_severity_of(a, ev)]));
     bad |= set_text(a, payload, "timestamp", ev_str(a, ev, "/time"), NULL);
     bad |= set_text(a, payload, "component", text[T_COMPONENT], NULL);
     bad |= set_text(a, payload, "group", text[T_GROUP], NULL);
@@ -387,22 +360,6 @@ out:
 
 /* ---- classifying --------------------------------------------------------- */
 
-/* Append to out->reason (cut at its end); *n is the length so far. */
-static void add_reason(hlc_outcome *out, size_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void add_reason(hlc_outcome *out, size_t *n, const char *fmt, ...)
-{
-    if (*n >= sizeof out->reason - 1)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(out->reason + *n, sizeof out->reason - *n, fmt, ap);
-    va_end(ap);
-    if (w > 0)
-        *n += (size_t)w;
-}
-
 /* "HTTP 400: PagerDuty refused the event: message: error; error" from
  * {"status": "invalid event", "message": ..., "errors": [...]}. */
 static void invalid_event_reason(const hlc_api *a, const hlc_response *r,
@@ -413,13 +370,13 @@ static void invalid_event_reason(const hlc_api *a, const hlc_response *r,
     hlc_json *body = a->json_parse(text, len);
     const char *msg = a->json_string(a->json_get(body, "message"));
     const hlc_json *errs = a->json_get(body, "errors");
-    add_reason(out, &n, "HTTP 400: PagerDuty refused the event: %s",
-               msg ? msg : "invalid event");
+    hlcu_add_reason(out, &n, "HTTP 400: PagerDuty refused the event: %s",
+                    msg ? msg : "invalid event");
     const char *sep = ": ";
     for (size_t i = 0; i < a->json_size(errs); i++) {
         const char *e = a->json_string(a->json_at(errs, i));
         if (e) {
-            add_reason(out, &n, "%s%s", sep, e);
+            hlcu_add_reason(out, &n, "%s%s", sep, e);
             sep = "; ";
         }
     }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hlc_util.h"
+
 /* Slack's published limits (api.slack.com/reference/block-kit). */
 #define TEXT_MAX 40000          /* the top-level text: Slack cuts longer ones */
 #define BLOCKS_MAX 50           /* blocks in one message */
@@ -58,79 +60,33 @@ typedef struct {
 
 /* ---- text ---------------------------------------------------------------- */
 
-typedef struct {
-    const hlc_api *a;
-    char *s;
-    size_t len, cap;
-    int failed;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = b->a->realloc(b->s, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-static void sb_add(sbuf *b, const char *s)
-{
-    sb_addn(b, s, strlen(s));
-}
-
-/* The text built (allocated; "" when nothing was added), or NULL when out
- * of memory. */
-static char *sb_take(sbuf *b)
-{
-    if (!b->failed && !b->s)
-        sb_addn(b, "", 0);
-    if (b->failed) {
-        b->a->free(b->s);
-        return NULL;
-    }
-    return b->s;
-}
-
 /* Slack mrkdwn gives &, < and > a meaning (<!channel>, <url|label>): the
  * event's own text has them escaped. */
-static void sb_add_escaped(sbuf *b, const char *s)
+static void sb_add_escaped(hlcu_sbuf *b, const char *s)
 {
     for (const char *p = s; *p; p++) {
         const char *run = p;
         while (*p && *p != '&' && *p != '<' && *p != '>')
             p++;
-        sb_addn(b, run, (size_t)(p - run));
+        hlcu_sb_addn(b, run, (size_t)(p - run));
         if (!*p)
             break;
-        sb_add(b, *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : "&gt;");
+        hlcu_sb_add(b, *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : "&gt;");
     }
 }
 
 static char *copy(const hlc_api *a, const char *s)
 {
-    sbuf b = {.a = a};
-    sb_add(&b, s);
-    return sb_take(&b);
+    hlcu_sbuf b = {.a = a};
+    hlcu_sb_add(&b, s);
+    return hlcu_sb_take(&b);
 }
 
 static char *escaped(const hlc_api *a, const char *s)
 {
-    sbuf b = {.a = a};
+    hlcu_sbuf b = {.a = a};
     sb_add_escaped(&b, s);
-    return sb_take(&b);
+    return hlcu_sb_take(&b);
 }
 
 /* s cut to max characters with an ellipsis (allocated). A cut does not
@@ -167,81 +123,13 @@ static char *fit_escaped(const hlc_api *a, const char *s, size_t max)
     return t;
 }
 
-/* Line breaks and tabs as spaces, in place: a header is one line. */
-static void one_line(char *s)
-{
-    for (; *s; s++)
-        if (*s == '\n' || *s == '\r' || *s == '\t')
-            *s = ' ';
-}
-
-static int utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        int n = *p < 0x80             ? 0
-                : (*p & 0xe0) == 0xc0 ? 1
-                : (*p & 0xf0) == 0xe0 ? 2
-                : (*p & 0xf8) == 0xf0 ? 3
-                                      : -1;
-        if (n < 0 || (n == 1 && *p < 0xc2))
-            return 0;
-        for (int i = 1; i <= n; i++)
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-        p += n + 1;
-    }
-    return 1;
-}
-
 /* ---- the event ----------------------------------------------------------- */
 
-/* A non-empty string of the event, or NULL. */
-static const char *ev_str(const hlc_api *a, const hlc_json *ev, const char *ptr)
-{
-    const char *s = a->json_string(a->json_pointer(ev, ptr));
-    return s && *s ? s : NULL;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-/* data.status resolved or closed, or a type that ends so. */
-static int is_resolved(const hlc_api *a, const hlc_json *ev)
-{
-    const char *st = ev_str(a, ev, "/data/status");
-    const char *ty = ev_str(a, ev, "/type");
-    if (st && (!strcmp(st, "resolved") || !strcmp(st, "closed")))
-        return 1;
-    return ty && (ends_with(ty, ".resolved") || ends_with(ty, ".closed"));
-}
-
-static const char *const severities[] = {"critical", "error", "warning",
-                                         "info"};
-static const char *const emojis[] = {
+/* The emoji of each of hlcu_severities. */
+static const char *const emojis[HLCU_SEVERITIES] = {
     ":red_circle:", ":large_orange_circle:", ":large_yellow_circle:",
     ":large_blue_circle:"};
 #define RESOLVED_EMOJI ":white_check_mark:"
-
-static size_t severity_of(const hlc_api *a, const hlc_json *ev)
-{
-    const char *s = ev_str(a, ev, "/severity");
-    for (size_t i = 0; s && i < 4; i++)
-        if (!strcmp(s, severities[i]))
-            return i;
-    return 3;
-}
-
-static const char *title_of(const hlc_api *a, const hlc_json *ev)
-{
-    const char *t = ev_str(a, ev, "/data/title");
-    if (!t)
-        t = ev_str(a, ev, "/type");
-    return t ? t : "(no title)";
-}
 
 static int is_digits(const char *s, int n)
 {
@@ -322,21 +210,6 @@ static void destroy(void *state)
     s->api->free(s);
 }
 
-static int compile(slack *s, const hlc_config *cfg, const char *key,
-                   hlc_template **out, char *err, size_t errlen)
-{
-    const char *src = s->api->config_string(cfg, key);
-    if (!src)
-        return 0;
-    char why[256] = "";
-    if (!(*out = s->api->template_compile(src, why, sizeof why))) {
-        snprintf(err, errlen, "%s: the Mustache template does not compile: %s",
-                 key, why);
-        return -1;
-    }
-    return 0;
-}
-
 /* A value with no blank, no control character, at most max bytes. */
 static int plain_word(const char *v, size_t max)
 {
@@ -403,9 +276,9 @@ static int create(const hlc_api *api, const hlc_instance *inst,
     s->username = api->config_string(cfg, "username");
     s->icon_emoji = api->config_string(cfg, "icon_emoji");
     if (check_keys(s, err, errlen) ||
-        compile(s, cfg, "title", &s->title, err, errlen) ||
-        compile(s, cfg, "header", &s->header, err, errlen) ||
-        compile(s, cfg, "text", &s->text, err, errlen)) {
+        hlcu_compile(api, cfg, "title", &s->title, err, errlen) ||
+        hlcu_compile(api, cfg, "header", &s->header, err, errlen) ||
+        hlcu_compile(api, cfg, "text", &s->text, err, errlen)) {
         destroy(s);
         return -1;
     }
@@ -415,55 +288,21 @@ static int create(const hlc_api *api, const hlc_instance *inst,
 
 /* ---- rendering ----------------------------------------------------------- */
 
-/* Builds JSON and remembers the first failure, so a message is built
- * straight through and checked once. */
-typedef struct {
-    const hlc_api *a;
-    int failed;
-} jb;
-
-/* Sets obj[key] = v (taken, also on failure); v, or NULL on failure. */
-static hlc_json *put(jb *b, hlc_json *obj, const char *key, hlc_json *v)
-{
-    if (b->a->json_set(obj, key, v)) {
-        b->failed = 1;
-        return NULL;
-    }
-    return v;
-}
-
-static hlc_json *push(jb *b, hlc_json *arr, hlc_json *v)
-{
-    if (b->a->json_append(arr, v)) {
-        b->failed = 1;
-        return NULL;
-    }
-    return v;
-}
-
-static void put_str(jb *b, hlc_json *obj, const char *key, const char *s)
-{
-    if (!s)
-        b->failed = 1;
-    else
-        put(b, obj, key, b->a->json_new_string(s));
-}
-
 /* A text object {"type": type, "text": s}; s is taken. */
-static hlc_json *text_obj(jb *b, const char *type, char *s)
+static hlc_json *text_obj(hlcu_jb *b, const char *type, char *s)
 {
     hlc_json *o = b->a->json_object();
-    put_str(b, o, "type", type);
-    put_str(b, o, "text", s);
+    hlcu_put_str(b, o, "type", type);
+    hlcu_put_str(b, o, "text", s);
     if (!strcmp(type, "plain_text"))
-        put(b, o, "emoji", b->a->json_new_bool(1));
+        hlcu_put(b, o, "emoji", b->a->json_new_bool(1));
     b->a->free(s);
     return o;
 }
 
 /* A copy of the event with every string escaped for mrkdwn: what the text
  * template is rendered against. */
-static hlc_json *escaped_copy(jb *b, const hlc_json *v)
+static hlc_json *escaped_copy(hlcu_jb *b, const hlc_json *v)
 {
     const hlc_api *a = b->a;
     switch (a->json_type(v)) {
@@ -472,14 +311,14 @@ static hlc_json *escaped_copy(jb *b, const hlc_json *v)
         for (size_t i = 0, n = a->json_size(v); i < n; i++) {
             const hlc_json *item;
             const char *k = a->json_key_at(v, i, &item);
-            put(b, o, k, escaped_copy(b, item));
+            hlcu_put(b, o, k, escaped_copy(b, item));
         }
         return o;
     }
     case HLC_JSON_ARRAY: {
         hlc_json *arr = a->json_array();
         for (size_t i = 0, n = a->json_size(v); i < n; i++)
-            push(b, arr, escaped_copy(b, a->json_at(v, i)));
+            hlcu_push(b, arr, escaped_copy(b, a->json_at(v, i)));
         return arr;
     }
     case HLC_JSON_STRING: {
@@ -492,33 +331,6 @@ static hlc_json *escaped_copy(jb *b, const hlc_json *v)
     }
 }
 
-/* Render an override; *out NULL when there is none or it came out empty. */
-static int override(slack *s, const hlc_template *t, const hlc_json *ctx,
-                    const char *key, char **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (!t)
-        return 0;
-    char why[256] = "";
-    char *r =
-        s->api->template_render(t, ctx, HLC_ESC_NONE, NULL, why, sizeof why);
-    if (!r) {
-        snprintf(err, errlen, "%s: the template failed: %s", key, why);
-        return -1;
-    }
-    if (!utf8_valid(r)) {
-        snprintf(err, errlen, "%s: the template made text that is not UTF-8",
-                 key);
-        s->api->free(r);
-        return -1;
-    }
-    if (!r[strspn(r, " \t\r\n")])
-        s->api->free(r);
-    else
-        *out = r;
-    return 0;
-}
-
 typedef struct {
     char *title;  /* the title override */
     char *header; /* the header override */
@@ -528,16 +340,19 @@ typedef struct {
 static int render_overrides(slack *s, const hlc_json *ev, overrides *o,
                             char *err, size_t errlen)
 {
-    if (override(s, s->title, ev, "title", &o->title, err, errlen) ||
-        override(s, s->header, ev, "header", &o->header, err, errlen))
+    if (hlcu_render_override(s->api, s->title, ev, "title", &o->title, err,
+                             errlen) ||
+        hlcu_render_override(s->api, s->header, ev, "header", &o->header, err,
+                             errlen))
         return HLC_RENDER_FAILED;
     if (!s->text)
         return HLC_RENDER_OK;
-    jb b = {.a = s->api};
+    hlcu_jb b = {.a = s->api};
     hlc_json *ctx = escaped_copy(&b, ev);
     int rc = HLC_RENDER_RETRY;
     if (ctx && !b.failed)
-        rc = override(s, s->text, ctx, "text", &o->text, err, errlen)
+        rc = hlcu_render_override(s->api, s->text, ctx, "text", &o->text, err,
+                                  errlen)
                  ? HLC_RENDER_FAILED
                  : HLC_RENDER_OK;
     else
@@ -550,26 +365,27 @@ static int render_overrides(slack *s, const hlc_json *ev, overrides *o,
 static char *headline(const hlc_api *a, const hlc_json *ev, const char *title,
                       int esc)
 {
-    int resolved = is_resolved(a, ev);
-    sbuf b = {.a = a};
-    sb_add(&b, resolved ? RESOLVED_EMOJI : emojis[severity_of(a, ev)]);
-    sb_add(&b, resolved ? " Resolved: " : " ");
+    int resolved = hlcu_is_resolved(a, ev);
+    hlcu_sbuf b = {.a = a};
+    hlcu_sb_add(&b,
+                resolved ? RESOLVED_EMOJI : emojis[hlcu_severity_of(a, ev)]);
+    hlcu_sb_add(&b, resolved ? " Resolved: " : " ");
     if (esc)
         sb_add_escaped(&b, title);
     else
-        sb_add(&b, title);
-    return sb_take(&b);
+        hlcu_sb_add(&b, title);
+    return hlcu_sb_take(&b);
 }
 
 /* "*name*\nvalue", both escaped, cut to a field's limit. */
 static char *field_text(const hlc_api *a, const char *name, const char *value)
 {
-    sbuf b = {.a = a};
-    sb_add(&b, "*");
+    hlcu_sbuf b = {.a = a};
+    hlcu_sb_add(&b, "*");
     sb_add_escaped(&b, name);
-    sb_add(&b, "*\n");
+    hlcu_sb_add(&b, "*\n");
     sb_add_escaped(&b, value);
-    char *s = sb_take(&b);
+    char *s = hlcu_sb_take(&b);
     if (!s)
         return NULL;
     char *t = fit(a, s, FIELD_MAX);
@@ -577,25 +393,26 @@ static char *field_text(const hlc_api *a, const char *name, const char *value)
     return t;
 }
 
-static void add_field(jb *b, hlc_json *fields, const char *name,
+static void add_field(hlcu_jb *b, hlc_json *fields, const char *name,
                       const char *value)
 {
-    push(b, fields, text_obj(b, "mrkdwn", field_text(b->a, name, value)));
+    hlcu_push(b, fields, text_obj(b, "mrkdwn", field_text(b->a, name, value)));
 }
 
 /* Severity, source, status, then the labels; labels that do not fit in
  * a section's ten fields share the last one. */
-static hlc_json *fields_block(jb *b, const hlc_json *ev)
+static hlc_json *fields_block(hlcu_jb *b, const hlc_json *ev)
 {
     const hlc_api *a = b->a;
-    size_t sev = severity_of(a, ev);
+    size_t sev = hlcu_severity_of(a, ev);
     hlc_json *block = a->json_object(), *fields = a->json_array();
-    put_str(b, block, "type", "section");
+    hlcu_put_str(b, block, "type", "section");
     char sevtext[64];
-    snprintf(sevtext, sizeof sevtext, "%s %s", emojis[sev], severities[sev]);
+    snprintf(sevtext, sizeof sevtext, "%s %s", emojis[sev],
+             hlcu_severities[sev]);
     add_field(b, fields, "Severity", sevtext);
-    const char *src = ev_str(a, ev, "/source");
-    const char *status = ev_str(a, ev, "/data/status");
+    const char *src = hlcu_ev_str(a, ev, "/source");
+    const char *status = hlcu_ev_str(a, ev, "/data/status");
     if (src)
         add_field(b, fields, "Source", src);
     if (status)
@@ -608,7 +425,7 @@ static hlc_json *fields_block(jb *b, const hlc_json *ev)
     }
     size_t room = FIELDS_MAX - (src != NULL) - (status != NULL) - 1;
     size_t alone = count <= room ? count : room - 1, k = 0;
-    sbuf rest = {.a = a};
+    hlcu_sbuf rest = {.a = a};
     for (size_t i = 0; i < n; i++) {
         const hlc_json *v;
         const char *name = a->json_key_at(labels, i, &v);
@@ -620,34 +437,35 @@ static hlc_json *fields_block(jb *b, const hlc_json *ev)
             continue;
         }
         if (rest.len)
-            sb_add(&rest, ", ");
-        sb_add(&rest, name);
-        sb_add(&rest, "=");
-        sb_add(&rest, val);
+            hlcu_sb_add(&rest, ", ");
+        hlcu_sb_add(&rest, name);
+        hlcu_sb_add(&rest, "=");
+        hlcu_sb_add(&rest, val);
     }
     if (count > alone) {
-        char *all = sb_take(&rest);
+        char *all = hlcu_sb_take(&rest);
         if (all)
             add_field(b, fields, "Other labels", all);
         else
             b->failed = 1;
         a->free(all);
     }
-    put(b, block, "fields", fields);
+    hlcu_put(b, block, "fields", fields);
     return block;
 }
 
-static hlc_json *context_block(jb *b, const hlc_json *ev)
+static hlc_json *context_block(hlcu_jb *b, const hlc_json *ev)
 {
     const hlc_api *a = b->a;
     hlc_json *block = a->json_object(), *els = a->json_array();
-    put_str(b, block, "type", "context");
-    const char *parts[3] = {ev_str(a, ev, "/type"), ev_str(a, ev, "/time"),
-                            ev_str(a, ev, "/id")};
+    hlcu_put_str(b, block, "type", "context");
+    const char *parts[3] = {hlcu_ev_str(a, ev, "/type"),
+                            hlcu_ev_str(a, ev, "/time"),
+                            hlcu_ev_str(a, ev, "/id")};
     for (int i = 0; i < 3; i++) {
         if (!parts[i])
             continue;
-        sbuf t = {.a = a};
+        hlcu_sbuf t = {.a = a};
         long long at;
         if (i == 1 && !unix_time(parts[i], &at) && at >= 0) {
             /* Each reader sees the time in their own zone. */
@@ -656,77 +474,77 @@ static hlc_json *context_block(jb *b, const hlc_json *ev)
                      "<!date^%lld^{date_short_pretty} "
                      "{time_secs}|",
                      at);
-            sb_add(&t, head);
+            hlcu_sb_add(&t, head);
             sb_add_escaped(&t, parts[i]);
-            sb_add(&t, ">");
+            hlcu_sb_add(&t, ">");
         } else {
-            sb_add(&t, i == 2 ? "event " : "");
+            hlcu_sb_add(&t, i == 2 ? "event " : "");
             sb_add_escaped(&t, parts[i]);
         }
-        char *s = sb_take(&t);
+        char *s = hlcu_sb_take(&t);
         char *cut = s ? fit(a, s, FIELD_MAX) : NULL;
         a->free(s);
-        push(b, els, text_obj(b, "mrkdwn", cut));
+        hlcu_push(b, els, text_obj(b, "mrkdwn", cut));
     }
-    put(b, block, "elements", els);
+    hlcu_put(b, block, "elements", els);
     return block;
 }
 
+/* An http(s) link short enough for a button. */
 static int link_ok(const char *url)
 {
-    return url && strlen(url) <= URL_MAX &&
-           (!strncmp(url, "https://", 8) || !strncmp(url, "http://", 7));
+    return hlcu_link_ok(url) && strlen(url) <= URL_MAX;
 }
 
-static hlc_json *actions_block(jb *b, const char *url)
+static hlc_json *actions_block(hlcu_jb *b, const char *url)
 {
     const hlc_api *a = b->a;
     hlc_json *block = a->json_object(), *els = a->json_array();
     hlc_json *button = a->json_object();
-    put_str(b, block, "type", "actions");
-    put_str(b, button, "type", "button");
-    put(b, button, "text", text_obj(b, "plain_text", copy(a, "Open")));
-    put_str(b, button, "url", url);
-    put_str(b, button, "action_id", "hookline_open");
-    push(b, els, button);
-    put(b, block, "elements", els);
+    hlcu_put_str(b, block, "type", "actions");
+    hlcu_put_str(b, button, "type", "button");
+    hlcu_put(b, button, "text", text_obj(b, "plain_text", copy(a, "Open")));
+    hlcu_put_str(b, button, "url", url);
+    hlcu_put_str(b, button, "action_id", "hookline_open");
+    hlcu_push(b, els, button);
+    hlcu_put(b, block, "elements", els);
     return block;
 }
 
 /* Appends a block unless the message has Slack's most already. */
-static void add_block(jb *b, hlc_json *blocks, hlc_json *block)
+static void add_block(hlcu_jb *b, hlc_json *blocks, hlc_json *block)
 {
     if (b->a->json_size(blocks) >= BLOCKS_MAX) {
         b->a->json_free(block);
         return;
     }
-    push(b, blocks, block);
+    hlcu_push(b, blocks, block);
 }
 
 /* The header block: the header override, or the headline; one line, cut
  * to Slack's 150 characters. */
-static hlc_json *header_block(jb *b, const hlc_json *ev, const overrides *o,
-                              const char *title)
+static hlc_json *header_block(hlcu_jb *b, const hlc_json *ev,
+                              const overrides *o, const char *title)
 {
     const hlc_api *a = b->a;
     char *head = o->header ? NULL : headline(a, ev, title, 0);
     const char *h = o->header ? o->header : head;
     char *cut = h ? a->text_truncate(h, HEADER_MAX, ELLIPSIS) : NULL;
     if (cut)
-        one_line(cut);
+        hlcu_one_line(cut);
     hlc_json *block = a->json_object();
-    put_str(b, block, "type", "header");
-    put(b, block, "text", text_obj(b, "plain_text", cut));
+    hlcu_put_str(b, block, "type", "header");
+    hlcu_put(b, block, "text", text_obj(b, "plain_text", cut));
     a->free(head);
     return block;
 }
 
 /* The section with the text override or data.text; NULL when there is
  * neither (Slack refuses a blank section). */
-static hlc_json *text_block(jb *b, const hlc_json *ev, const overrides *o)
+static hlc_json *text_block(hlcu_jb *b, const hlc_json *ev, const overrides *o)
 {
     const hlc_api *a = b->a;
-    const char *body = ev_str(a, ev, "/data/text");
+    const char *body = hlcu_ev_str(a, ev, "/data/text");
     if (body && !body[strspn(body, " \t\r\n")])
         body = NULL;
     if (!o->text && !body)
@@ -734,28 +552,28 @@ static hlc_json *text_block(jb *b, const hlc_json *ev, const overrides *o)
     char *text = o->text ? fit(a, o->text, SECTION_MAX)
                          : fit_escaped(a, body, SECTION_MAX);
     hlc_json *block = a->json_object();
-    put_str(b, block, "type", "section");
-    put(b, block, "text", text_obj(b, "mrkdwn", text));
+    hlcu_put_str(b, block, "type", "section");
+    hlcu_put(b, block, "text", text_obj(b, "mrkdwn", text));
     return block;
 }
 
 /* The whole message: the notification text, then header, fields, text,
  * context and a button to data.url. */
 static hlc_json *message(slack *s, const hlc_json *ev, const overrides *o,
-                         jb *b)
+                         hlcu_jb *b)
 {
     const hlc_api *a = s->api;
-    const char *title = o->title ? o->title : title_of(a, ev);
+    const char *title = o->title ? o->title : hlcu_title_of(a, ev);
     hlc_json *msg = a->json_object(), *blocks = a->json_array();
     if (s->channel)
-        put_str(b, msg, "channel", s->channel);
+        hlcu_put_str(b, msg, "channel", s->channel);
     if (s->username)
-        put_str(b, msg, "username", s->username);
+        hlcu_put_str(b, msg, "username", s->username);
     if (s->icon_emoji)
-        put_str(b, msg, "icon_emoji", s->icon_emoji);
+        hlcu_put_str(b, msg, "icon_emoji", s->icon_emoji);
     char *fallback = headline(a, ev, title, 1);
     char *cut = fallback ? fit(a, fallback, TEXT_MAX) : NULL;
-    put_str(b, msg, "text", cut);
+    hlcu_put_str(b, msg, "text", cut);
     a->free(fallback);
     a->free(cut);
 
@@ -765,10 +583,10 @@ static hlc_json *message(slack *s, const hlc_json *ev, const overrides *o,
     if (text)
         add_block(b, blocks, text);
     add_block(b, blocks, context_block(b, ev));
-    const char *url = ev_str(a, ev, "/data/url");
+    const char *url = hlcu_ev_str(a, ev, "/data/url");
     if (link_ok(url))
         add_block(b, blocks, actions_block(b, url));
-    put(b, msg, "blocks", blocks);
+    hlcu_put(b, msg, "blocks", blocks);
     return msg;
 }
 
@@ -779,7 +597,7 @@ static int render(void *state, const hlc_json *ev, const hlc_delivery *d,
     slack *s = state;
     const hlc_api *a = s->api;
     overrides o = {0};
-    jb b = {.a = a};
+    hlcu_jb b = {.a = a};
     hlc_json *msg = NULL;
     char *body = NULL;
     size_t len = 0;
@@ -792,13 +610,7 @@ static int render(void *state, const hlc_json *ev, const hlc_delivery *d,
         snprintf(err, errlen, "out of memory building the message");
         goto out;
     }
-    if (a->request_http(req, "POST", s->url) ||
-        a->request_header(req, "Content-Type", "application/json") ||
-        a->request_body(req, body, len)) {
-        snprintf(err, errlen, "out of memory building the request");
-        goto out;
-    }
-    rc = HLC_RENDER_OK;
+    rc = hlcu_request_json(a, req, s->url, body, len, err, errlen);
 out:
     a->json_free(msg);
     a->free(body);
@@ -850,36 +662,6 @@ static const struct {
     {"rollup_error", HLC_RETRY, "a passing error inside Slack"},
 };
 
-/* The start of the body as one printable line (Slack's error code). */
-static void body_line(const hlc_api *a, const hlc_response *r, char *out,
-                      size_t cap)
-{
-    size_t len = 0, n = 0;
-    const char *body = a->response_body(r, &len);
-    while (len &&
-           (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n')) {
-        body++;
-        len--;
-    }
-    for (size_t i = 0; i < len && n + 1 < cap; i++) {
-        unsigned char ch = (unsigned char)body[i];
-        out[n++] = ch < ' ' || ch == 0x7f ? ' ' : (char)ch;
-    }
-    while (n && out[n - 1] == ' ')
-        n--;
-    /* Do not end inside a UTF-8 sequence. */
-    size_t k = n;
-    while (k && ((unsigned char)out[k - 1] & 0xc0) == 0x80)
-        k--;
-    if (k && ((unsigned char)out[k - 1] & 0xc0) == 0xc0) {
-        unsigned char lead = (unsigned char)out[k - 1];
-        size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
-        if (n - (k - 1) < want)
-            n = k - 1;
-    }
-    out[n] = 0;
-}
-
 static void classify(void *state, const hlc_json *ev, const hlc_delivery *d,
                      const hlc_response *r, hlc_outcome *out)
 {
@@ -891,8 +673,10 @@ static void classify(void *state, const hlc_json *ev, const hlc_delivery *d,
     if (a->response_error(r) != HLC_NET_NONE)
         return;
     int status = a->response_status(r);
-    char word[96];
-    body_line(a, r, word, sizeof word);
+    size_t len = 0;
+    const char *body = a->response_body(r, &len);
+    char word[96]; /* Slack's error code */
+    hlcu_body_line(body, len, word, sizeof word);
     const char *sep = *word ? " " : "";
     if (status >= 200 && status < 300) {
         snprintf(out->reason, sizeof out->reason, "%d%s%s", status, sep, word);

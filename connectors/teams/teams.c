@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hlc_util.h"
+
 /* Teams refuses a message over 28 KB; it measures its own encoding, so the
  * body is kept under the decimal figure. */
 #define BODY_MAX 28000
@@ -38,142 +40,12 @@ typedef struct {
     hlc_template *title, *text;
 } teams;
 
-/* ---- text ---------------------------------------------------------------- */
-
-typedef struct {
-    const hlc_api *a;
-    char *s;
-    size_t len, cap;
-    int failed;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = b->a->realloc(b->s, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-static void sb_add(sbuf *b, const char *s)
-{
-    sb_addn(b, s, strlen(s));
-}
-
-/* The text built (allocated; "" when nothing was added), or NULL when out
- * of memory. */
-static char *sb_take(sbuf *b)
-{
-    if (!b->failed && !b->s)
-        sb_addn(b, "", 0);
-    if (b->failed) {
-        b->a->free(b->s);
-        return NULL;
-    }
-    return b->s;
-}
-
-static size_t chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
-static int utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        int n = *p < 0x80             ? 0
-                : (*p & 0xe0) == 0xc0 ? 1
-                : (*p & 0xf0) == 0xe0 ? 2
-                : (*p & 0xf8) == 0xf0 ? 3
-                                      : -1;
-        if (n < 0 || (n == 1 && *p < 0xc2))
-            return 0;
-        for (int i = 1; i <= n; i++)
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-        p += n + 1;
-    }
-    return 1;
-}
-
-/* Line breaks and tabs as spaces, in place: a title is one line. */
-static void one_line(char *s)
-{
-    for (; *s; s++)
-        if (*s == '\n' || *s == '\r' || *s == '\t')
-            *s = ' ';
-}
-
 /* ---- the event ----------------------------------------------------------- */
 
-/* A non-empty string of the event, or NULL. */
-static const char *ev_str(const hlc_api *a, const hlc_json *ev, const char *ptr)
-{
-    const char *s = a->json_string(a->json_pointer(ev, ptr));
-    return s && *s ? s : NULL;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-/* data.status resolved or closed, or a type that ends so. */
-static int is_resolved(const hlc_api *a, const hlc_json *ev)
-{
-    const char *st = ev_str(a, ev, "/data/status");
-    const char *ty = ev_str(a, ev, "/type");
-    if (st && (!strcmp(st, "resolved") || !strcmp(st, "closed")))
-        return 1;
-    return ty && (ends_with(ty, ".resolved") || ends_with(ty, ".closed"));
-}
-
-static const char *const severities[] = {"critical", "error", "warning",
-                                         "info"};
 /* Adaptive Card colours: critical and error attention, warning warning,
  * info accent; resolved good. */
-static const char *const colors[] = {"attention", "attention", "warning",
-                                     "accent"};
-
-static size_t severity_of(const hlc_api *a, const hlc_json *ev)
-{
-    const char *s = ev_str(a, ev, "/severity");
-    for (size_t i = 0; s && i < 4; i++)
-        if (!strcmp(s, severities[i]))
-            return i;
-    return 3;
-}
-
-static const char *title_of(const hlc_api *a, const hlc_json *ev)
-{
-    const char *t = ev_str(a, ev, "/data/title");
-    if (!t)
-        t = ev_str(a, ev, "/type");
-    return t ? t : "(no title)";
-}
-
-static int link_ok(const char *url)
-{
-    return url && (!strncmp(url, "https://", 8) || !strncmp(url, "http://", 7));
-}
+static const char *const colors[HLCU_SEVERITIES] = {"attention", "attention",
+                                                    "warning", "accent"};
 
 /* ---- configuration ------------------------------------------------------- */
 
@@ -187,21 +59,6 @@ static void destroy(void *state)
     if (t->text)
         t->api->template_free(t->text);
     t->api->free(t);
-}
-
-static int compile(teams *t, const hlc_config *cfg, const char *key,
-                   hlc_template **out, char *err, size_t errlen)
-{
-    const char *src = t->api->config_string(cfg, key);
-    if (!src)
-        return 0;
-    char why[256] = "";
-    if (!(*out = t->api->template_compile(src, why, sizeof why))) {
-        snprintf(err, errlen, "%s: the Mustache template does not compile: %s",
-                 key, why);
-        return -1;
-    }
-    return 0;
 }
 
 static int create(const hlc_api *api, const hlc_instance *inst,
@@ -219,14 +76,14 @@ static int create(const hlc_api *api, const hlc_instance *inst,
         snprintf(err, errlen, "url: give the Teams workflow's webhook URL");
         goto fail;
     }
-    if (!link_ok(t->url)) {
+    if (!hlcu_link_ok(t->url)) {
         snprintf(err, errlen,
                  "url: expected the https:// URL of a Teams "
                  "workflow webhook");
         goto fail;
     }
-    if (compile(t, cfg, "title", &t->title, err, errlen) ||
-        compile(t, cfg, "text", &t->text, err, errlen))
+    if (hlcu_compile(api, cfg, "title", &t->title, err, errlen) ||
+        hlcu_compile(api, cfg, "text", &t->text, err, errlen))
         goto fail;
     *state = t;
     return 0;
@@ -236,67 +93,6 @@ fail:
 }
 
 /* ---- rendering ----------------------------------------------------------- */
-
-/* Builds JSON and remembers the first failure, so a card is built
- * straight through and checked once. */
-typedef struct {
-    const hlc_api *a;
-    int failed;
-} jb;
-
-/* Sets obj[key] = v (taken, also on failure); v, or NULL on failure. */
-static hlc_json *put(jb *b, hlc_json *obj, const char *key, hlc_json *v)
-{
-    if (b->a->json_set(obj, key, v)) {
-        b->failed = 1;
-        return NULL;
-    }
-    return v;
-}
-
-static hlc_json *push(jb *b, hlc_json *arr, hlc_json *v)
-{
-    if (b->a->json_append(arr, v)) {
-        b->failed = 1;
-        return NULL;
-    }
-    return v;
-}
-
-static void put_str(jb *b, hlc_json *obj, const char *key, const char *s)
-{
-    if (!s)
-        b->failed = 1;
-    else
-        put(b, obj, key, b->a->json_new_string(s));
-}
-
-/* Render an override; *out NULL when there is none or it came out empty. */
-static int override(teams *t, const hlc_template *tpl, const hlc_json *ev,
-                    const char *key, char **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (!tpl)
-        return 0;
-    char why[256] = "";
-    char *r =
-        t->api->template_render(tpl, ev, HLC_ESC_NONE, NULL, why, sizeof why);
-    if (!r) {
-        snprintf(err, errlen, "%s: the template failed: %s", key, why);
-        return -1;
-    }
-    if (!utf8_valid(r)) {
-        snprintf(err, errlen, "%s: the template made text that is not UTF-8",
-                 key);
-        t->api->free(r);
-        return -1;
-    }
-    if (!r[strspn(r, " \t\r\n")])
-        t->api->free(r);
-    else
-        *out = r;
-    return 0;
-}
 
 /* One fact of the FactSet; the strings are borrowed from the event. */
 typedef struct {
@@ -324,9 +120,10 @@ static int gather_facts(const hlc_api *a, const hlc_json *ev, card *c)
     size_t n = a->json_size(labels);
     if (!(c->facts = a->alloc((n + 3) * sizeof *c->facts)))
         return -1;
-    c->facts[c->n_facts++] = (fact){"Severity", severities[severity_of(a, ev)]};
-    const char *src = ev_str(a, ev, "/source");
-    const char *status = ev_str(a, ev, "/data/status");
+    c->facts[c->n_facts++] =
+        (fact){"Severity", hlcu_severities[hlcu_severity_of(a, ev)]};
+    const char *src = hlcu_ev_str(a, ev, "/source");
+    const char *status = hlcu_ev_str(a, ev, "/data/status");
     if (src)
         c->facts[c->n_facts++] = (fact){"Source", src};
     if (status)
@@ -340,47 +137,34 @@ static int gather_facts(const hlc_api *a, const hlc_json *ev, card *c)
     return 0;
 }
 
-static char *context_line(const hlc_api *a, const hlc_json *ev)
-{
-    sbuf b = {.a = a};
-    const char *parts[3] = {ev_str(a, ev, "/type"), ev_str(a, ev, "/time"),
-                            ev_str(a, ev, "/id")};
-    for (int i = 0; i < 3; i++) {
-        if (!parts[i])
-            continue;
-        if (b.len)
-            sb_add(&b, " \xc2\xb7 ");
-        if (i == 2)
-            sb_add(&b, "event ");
-        sb_add(&b, parts[i]);
-    }
-    return sb_take(&b);
-}
-
 static int gather(teams *t, const hlc_json *ev, card *c, char *err,
                   size_t errlen)
 {
     const hlc_api *a = t->api;
-    if (override(t, t->title, ev, "title", &c->title_override, err, errlen) ||
-        override(t, t->text, ev, "text", &c->text_override, err, errlen))
+    if (hlcu_render_override(t->api, t->title, ev, "title", &c->title_override,
+                             err, errlen) ||
+        hlcu_render_override(t->api, t->text, ev, "text", &c->text_override,
+                             err, errlen))
         return HLC_RENDER_FAILED;
-    int resolved = is_resolved(a, ev);
-    sbuf tb = {.a = a};
+    int resolved = hlcu_is_resolved(a, ev);
+    hlcu_sbuf tb = {.a = a};
     if (resolved)
-        sb_add(&tb, "Resolved: ");
-    sb_add(&tb, c->title_override ? c->title_override : title_of(a, ev));
-    c->title = sb_take(&tb);
-    c->context = context_line(a, ev);
+        hlcu_sb_add(&tb, "Resolved: ");
+    hlcu_sb_add(&tb,
+                c->title_override ? c->title_override : hlcu_title_of(a, ev));
+    c->title = hlcu_sb_take(&tb);
+    c->context = hlcu_context_line(a, ev);
     if (!c->title || !c->context || gather_facts(a, ev, c)) {
         snprintf(err, errlen, "out of memory");
         return HLC_RENDER_RETRY;
     }
-    one_line(c->title);
-    c->text = c->text_override ? c->text_override : ev_str(a, ev, "/data/text");
-    c->url = ev_str(a, ev, "/data/url");
-    if (!link_ok(c->url))
+    hlcu_one_line(c->title);
+    c->text =
+        c->text_override ? c->text_override : hlcu_ev_str(a, ev, "/data/text");
+    c->url = hlcu_ev_str(a, ev, "/data/url");
+    if (!hlcu_link_ok(c->url))
         c->url = NULL;
-    c->color = resolved ? "good" : colors[severity_of(a, ev)];
+    c->color = resolved ? "good" : colors[hlcu_severity_of(a, ev)];
     c->title_chars = c->text_chars = (size_t)-1;
     c->n_keep = c->n_facts;
     return HLC_RENDER_OK;
@@ -396,75 +180,76 @@ static void card_free(const hlc_api *a, card *c)
 }
 
 /* A TextBlock with s cut to max characters. */
-static hlc_json *text_block(jb *b, const char *s, size_t max)
+static hlc_json *text_block(hlcu_jb *b, const char *s, size_t max)
 {
     const hlc_api *a = b->a;
     hlc_json *tb = a->json_object();
     char *cut = a->text_truncate(s, max, ELLIPSIS);
-    put_str(b, tb, "type", "TextBlock");
-    put_str(b, tb, "text", cut);
-    put(b, tb, "wrap", a->json_new_bool(1));
+    hlcu_put_str(b, tb, "type", "TextBlock");
+    hlcu_put_str(b, tb, "text", cut);
+    hlcu_put(b, tb, "wrap", a->json_new_bool(1));
     a->free(cut);
     return tb;
 }
 
-static hlc_json *fact_set(jb *b, const card *c)
+static hlc_json *fact_set(hlcu_jb *b, const card *c)
 {
     const hlc_api *a = b->a;
     hlc_json *fs = a->json_object(), *facts = a->json_array();
-    put_str(b, fs, "type", "FactSet");
+    hlcu_put_str(b, fs, "type", "FactSet");
     for (size_t i = 0; i < c->n_keep; i++) {
         hlc_json *f = a->json_object();
-        put_str(b, f, "title", c->facts[i].title);
-        put_str(b, f, "value", c->facts[i].value);
-        push(b, facts, f);
+        hlcu_put_str(b, f, "title", c->facts[i].title);
+        hlcu_put_str(b, f, "value", c->facts[i].value);
+        hlcu_push(b, facts, f);
     }
-    put(b, fs, "facts", facts);
+    hlcu_put(b, fs, "facts", facts);
     return fs;
 }
 
 /* The whole message for the card's current budget. */
-static hlc_json *message(jb *b, const card *c)
+static hlc_json *message(hlcu_jb *b, const card *c)
 {
     const hlc_api *a = b->a;
     hlc_json *body = a->json_array();
-    hlc_json *title = push(b, body, text_block(b, c->title, c->title_chars));
-    put_str(b, title, "weight", "Bolder");
-    put_str(b, title, "size", "Medium");
-    put_str(b, title, "color", c->color);
+    hlc_json *title =
+        hlcu_push(b, body, text_block(b, c->title, c->title_chars));
+    hlcu_put_str(b, title, "weight", "Bolder");
+    hlcu_put_str(b, title, "size", "Medium");
+    hlcu_put_str(b, title, "color", c->color);
     if (c->n_keep)
-        push(b, body, fact_set(b, c));
+        hlcu_push(b, body, fact_set(b, c));
     if (c->text && c->text_chars)
-        push(b, body, text_block(b, c->text, c->text_chars));
-    hlc_json *ctx = push(b, body, text_block(b, c->context, (size_t)-1));
-    put(b, ctx, "isSubtle", a->json_new_bool(1));
-    put_str(b, ctx, "size", "Small");
+        hlcu_push(b, body, text_block(b, c->text, c->text_chars));
+    hlc_json *ctx = hlcu_push(b, body, text_block(b, c->context, (size_t)-1));
+    hlcu_put(b, ctx, "isSubtle", a->json_new_bool(1));
+    hlcu_put_str(b, ctx, "size", "Small");
 
     hlc_json *content = a->json_object();
-    put_str(b, content, "$schema",
-            "http://adaptivecards.io/schemas/adaptive-card.json");
-    put_str(b, content, "type", "AdaptiveCard");
-    put_str(b, content, "version", "1.4");
-    put(b, content, "body", body);
+    hlcu_put_str(b, content, "$schema",
+                 "http://adaptivecards.io/schemas/adaptive-card.json");
+    hlcu_put_str(b, content, "type", "AdaptiveCard");
+    hlcu_put_str(b, content, "version", "1.4");
+    hlcu_put(b, content, "body", body);
     if (c->url) {
         hlc_json *actions = a->json_array(), *open = a->json_object();
-        put_str(b, open, "type", "Action.OpenUrl");
-        put_str(b, open, "title", "Open");
-        put_str(b, open, "url", c->url);
-        push(b, actions, open);
-        put(b, content, "actions", actions);
+        hlcu_put_str(b, open, "type", "Action.OpenUrl");
+        hlcu_put_str(b, open, "title", "Open");
+        hlcu_put_str(b, open, "url", c->url);
+        hlcu_push(b, actions, open);
+        hlcu_put(b, content, "actions", actions);
     }
     hlc_json *ms = a->json_object();
-    put_str(b, ms, "width", "Full");
-    put(b, content, "msteams", ms);
+    hlcu_put_str(b, ms, "width", "Full");
+    hlcu_put(b, content, "msteams", ms);
 
     hlc_json *att = a->json_object(), *atts = a->json_array();
-    put_str(b, att, "contentType", CARD_TYPE);
-    put(b, att, "content", content);
-    push(b, atts, att);
+    hlcu_put_str(b, att, "contentType", CARD_TYPE);
+    hlcu_put(b, att, "content", content);
+    hlcu_push(b, atts, att);
     hlc_json *msg = a->json_object();
-    put_str(b, msg, "type", "message");
-    put(b, msg, "attachments", atts);
+    hlcu_put_str(b, msg, "type", "message");
+    hlcu_put(b, msg, "attachments", atts);
     return msg;
 }
 
@@ -472,7 +257,7 @@ static hlc_json *message(jb *b, const card *c)
  * of memory. */
 static char *dump(const hlc_api *a, const card *c, size_t *len)
 {
-    jb b = {.a = a};
+    hlcu_jb b = {.a = a};
     hlc_json *msg = message(&b, c);
     char *body = b.failed ? NULL : a->json_dump(msg, len);
     a->json_free(msg);
@@ -518,7 +303,8 @@ static char *fitted_body(const hlc_api *a, card *c, size_t *len, int *rc,
     if (body && *len <= BODY_MAX)
         return body;
     a->free(body);
-    size_t text = c->text ? chars(c->text) : 0, title = chars(c->title);
+    size_t text = c->text ? hlcu_chars(c->text) : 0,
+           title = hlcu_chars(c->title);
     int oom = !body;
     if (!oom && text)
         oom = largest_fit(a, c, &c->text_chars, 0, text - 1) < 0;
@@ -563,14 +349,7 @@ static int render(void *state, const hlc_json *ev, const hlc_delivery *d,
         goto out;
     if (!(body = fitted_body(a, &c, &len, &rc, err, errlen)))
         goto out;
-    rc = HLC_RENDER_RETRY;
-    if (a->request_http(req, "POST", t->url) ||
-        a->request_header(req, "Content-Type", "application/json") ||
-        a->request_body(req, body, len)) {
-        snprintf(err, errlen, "out of memory building the request");
-        goto out;
-    }
-    rc = HLC_RENDER_OK;
+    rc = hlcu_request_json(a, req, t->url, body, len, err, errlen);
 out:
     a->free(body);
     card_free(a, &c);
@@ -578,33 +357,6 @@ out:
 }
 
 /* ---- classifying --------------------------------------------------------- */
-
-/* The start of the body as one printable line. */
-static void body_line(const char *body, size_t len, char *out, size_t cap)
-{
-    size_t n = 0;
-    while (len &&
-           (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n')) {
-        body++;
-        len--;
-    }
-    for (size_t i = 0; i < len && n + 1 < cap; i++) {
-        unsigned char ch = (unsigned char)body[i];
-        out[n++] = ch < ' ' || ch == 0x7f ? ' ' : (char)ch;
-    }
-    while (n && out[n - 1] == ' ')
-        n--;
-    size_t k = n; /* do not end inside a UTF-8 sequence */
-    while (k && ((unsigned char)out[k - 1] & 0xc0) == 0x80)
-        k--;
-    if (k && ((unsigned char)out[k - 1] & 0xc0) == 0xc0) {
-        unsigned char lead = (unsigned char)out[k - 1];
-        size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
-        if (n - (k - 1) < want)
-            n = k - 1;
-    }
-    out[n] = 0;
-}
 
 static int lower(int ch)
 {
@@ -675,7 +427,7 @@ static void judge_success(const hlc_api *a, const hlc_response *r, int status,
     size_t len = 0;
     const char *body = a->response_body(r, &len);
     char line[200];
-    body_line(body, len, line, sizeof line);
+    hlcu_body_line(body, len, line, sizeof line);
     snprintf(out->reason, sizeof out->reason, "%d%s%.100s", status,
              *line ? " " : "", line);
     if (!*line || !strcmp(line, "1"))
@@ -739,7 +491,7 @@ static void classify(void *state, const hlc_json *ev, const hlc_delivery *d,
     const char *code = a->json_string(a->json_get(e, "code"));
     const char *msg = a->json_string(a->json_get(e, "message"));
     char line[160];
-    body_line(body, len, line, sizeof line);
+    hlcu_body_line(body, len, line, sizeof line);
     if (code || msg)
         snprintf(out->reason, sizeof out->reason, "HTTP %d %.60s: %.170s",
                  status, code ? code : "", msg ? msg : "");
