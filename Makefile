@@ -10,7 +10,7 @@ DEB_PKGS := build-essential pkg-config clang curl \
             libuv1-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev \
             libyaml-dev libpcre2-dev libssl-dev libhttp-parser-dev \
             libcmocka-dev python3 python3-pytest python3-jsonschema wrk nginx-light \
-            webhook python3-aiosmtpd
+            webhook python3-aiosmtpd sqlite3
 
 PKGS    := libuv libcurl jansson sqlite3 yaml-0.1 libpcre2-8 libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
