@@ -43,7 +43,6 @@ typedef struct ready {
 
 typedef struct conn {
     char name[128];
-    const hl_connector_cfg *ccfg; /* of d->cfg */
     hlc_instance *inst;           /* of d->plugins */
     const hl_policy_cfg *policy;
     hl_redactor *redactor; /* the policy's; NULL: none */
@@ -770,7 +769,6 @@ static void apply_config(hl_dispatcher *d, hl_config *cfg, hl_plugins *p)
     for (size_t i = 0; i < d->n_conns; i++) {
         conn *c = d->conns[i];
         c->gone = 1;
-        c->ccfg = NULL;
         c->inst = NULL;
         c->policy = &cfg->default_policy;
         c->gate.policy = c->policy;
@@ -796,7 +794,6 @@ static void apply_config(hl_dispatcher *d, hl_config *cfg, hl_plugins *p)
             hl_diags_free(&dg);
         }
         c->redactor = red;
-        c->ccfg = cc;
         c->inst = hl_plugins_instance(p, i);
         c->policy = pol;
         c->timeout_ms = cc->timeout_ms ? cc->timeout_ms
