@@ -590,3 +590,18 @@ def test_a_group_of_alerts_is_delivered_one_by_one(engine, tmp_path):
         db = tmp_path / "hookline.db"
         wait_rows(db, "SELECT state FROM deliveries", [("delivered",), ("delivered",)])
         assert e.stop() == 0
+
+
+def test_reload_with_a_bad_plugin_keeps_the_running_connectors(engine):
+    with Sink() as sink:
+        good = config(webhook_connector(sink.url()))
+        e = engine(good)
+        e.config_path.write_text(good.replace("plugin: webhook", "plugin: nosuch"))
+        mark = len(e.log())
+        e.send(signal.SIGHUP)
+        e.wait_log(r"reload failed; the running configuration is unchanged",
+                   start=mark)
+        assert "no connector plugin 'nosuch'" in e.log()[mark:]
+        post(e, {"title": "still delivered"})
+        assert sink.wait_for(1)[0].json()["data"]["title"] == "still delivered"
+        assert e.stop() == 0
