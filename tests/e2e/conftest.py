@@ -5,6 +5,7 @@ import http.client
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -130,3 +131,28 @@ def minimal_config(extra=""):
     temporary folder."""
     return ("server:\n  listen: 127.0.0.1:0\n"
             "storage:\n  path: ./hookline.db\n" + extra)
+
+
+def db_rows(path, sql, args=()):
+    """Rows of a read-only query on the store, as a user would look."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def wait_rows(path, sql, want, args=(), timeout=15):
+    """Poll until sql returns want: a value compared to the rows, or a
+    predicate called with them. Returns the rows."""
+    deadline = time.monotonic() + timeout
+    rows = None
+    while time.monotonic() < deadline:
+        try:
+            rows = db_rows(path, sql, args)
+        except sqlite3.OperationalError:
+            rows = None
+        if rows is not None and (want(rows) if callable(want) else rows == want):
+            return rows
+        time.sleep(0.03)
+    raise AssertionError(f"{sql} gave {rows!r}, wanted {want!r}")

@@ -1,14 +1,13 @@
 """The command line as a user meets it: check, version, help, run,
 /healthz, SIGHUP reload and SIGTERM/SIGINT shutdown."""
 import json
-import re
 import signal
 import socket
 import time
 
 import pytest
 
-from conftest import ROOT, Engine, minimal_config, run_cli
+from conftest import ROOT, minimal_config, run_cli
 
 VERSION = (ROOT / "VERSION").read_text().strip()
 

@@ -15,13 +15,11 @@
 import concurrent.futures
 import json
 import os
-import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, db_rows, wait_rows
 from mock_chat import (CARD_TYPE, TEAMS_MAX_BYTES, MattermostMock, SlackMock,
                        TeamsMock, mattermost_error, mattermost_problems,
                        slack_error, slack_problems, teams_legacy_error,
@@ -542,28 +540,6 @@ def post(e, body):
                  "Content-Type": "application/json"})
     assert status == 202, raw
     return json.loads(raw)["id"]
-
-
-def db_rows(path, sql, args=()):
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
-def wait_rows(path, sql, want, timeout=15):
-    deadline = time.monotonic() + timeout
-    rows = None
-    while time.monotonic() < deadline:
-        try:
-            rows = db_rows(path, sql)
-        except sqlite3.OperationalError:
-            rows = None
-        if rows == want:
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"{sql} gave {rows!r}, wanted {want!r}")
 
 
 def attempts_by_connector(db):

@@ -17,14 +17,12 @@ import email.utils
 import json
 import os
 import re
-import sqlite3
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, db_rows, wait_rows
 from mock_smtp import CA, MockSMTP
 
 TOKEN = "mail-token"
@@ -46,29 +44,6 @@ def post(e, body, source="gen", token=TOKEN):
                  "Content-Type": "application/json"})
     assert status == 202, raw
     return json.loads(raw)["id"]
-
-
-def db_rows(path, sql, args=()):
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
-def wait_rows(path, sql, want, args=(), timeout=15):
-    """Poll until sql returns want."""
-    deadline = time.monotonic() + timeout
-    rows = None
-    while time.monotonic() < deadline:
-        try:
-            rows = db_rows(path, sql, args)
-        except sqlite3.OperationalError:
-            rows = None
-        if rows == want:
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"{sql} gave {rows!r}, wanted {want!r}")
 
 
 def config(connectors, routes="  - to: [out]\n", policies=""):

@@ -20,14 +20,13 @@ import hmac
 import http.client
 import json
 import os
-import sqlite3
 import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Engine, run_cli
+from conftest import ROOT, Engine, run_cli, db_rows, wait_rows
 from mock_incident import (MockJira, MockOpsgenie, MockPagerDuty, adf_problems,
                            adf_text, jira_issue_problems,
                            opsgenie_alert_problems, pagerduty_problems)
@@ -587,29 +586,6 @@ def post(e, body):
                                body=json.dumps(body).encode(), headers=h)
     assert status == 202, raw
     return json.loads(raw)["id"]
-
-
-def db_rows(path, sql, args=()):
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
-def wait_rows(path, sql, want, args=(), timeout=15):
-    """Poll until sql returns want (compared to the rows)."""
-    deadline = time.monotonic() + timeout
-    rows = None
-    while time.monotonic() < deadline:
-        try:
-            rows = db_rows(path, sql, args)
-        except sqlite3.OperationalError:
-            rows = None
-        if rows == want:
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"{sql} gave {rows!r}, wanted {want!r}")
 
 
 ATTEMPTS = ("SELECT a.attempt, a.status, a.outcome, a.error_class, a.reason "

@@ -3,14 +3,12 @@ signatures checked independently, stored deliveries and attempts, retries,
 tenants, redaction per destination, and kill -9 in the middle of it."""
 import json
 import re
-import os
 import signal
-import sqlite3
 import time
 
 import pytest
 
-from conftest import Engine, ROOT, assert_clean
+from conftest import Engine, ROOT, assert_clean, db_rows, wait_rows
 from sink import (AdnanhWebhook, Answer, Sink, github_signature,
                   verify_standard_webhooks, webhook_available)
 
@@ -29,29 +27,6 @@ def post(e, body, source="gen", token=TOKEN, headers=None):
                                   body=json.dumps(body).encode(), headers=h)
     assert status == 202, raw
     return json.loads(raw)["id"], hdrs
-
-
-def db_rows(path, sql, args=()):
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
-def wait_rows(path, sql, want, args=(), timeout=15):
-    """Poll until sql returns want (a value compared to the rows)."""
-    deadline = time.monotonic() + timeout
-    rows = None
-    while time.monotonic() < deadline:
-        try:
-            rows = db_rows(path, sql, args)
-        except sqlite3.OperationalError:
-            rows = None
-        if rows == want:
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"{sql} gave {rows!r}, wanted {want!r}")
 
 
 # The receivers in these tests are on loopback, which the SSRF guard refuses
@@ -114,7 +89,7 @@ def test_signed_delivery_checked_independently(engine, tmp_path):
         assert ev["data"]["raw"]["labels"] == {"host": "db-1"}
         assert req.headers["x-request-id"] == "corr-123"
         db = tmp_path / "hookline.db"
-        rows = wait_rows(db, "SELECT state, attempts FROM deliveries", [("delivered", 1)])
+        wait_rows(db, "SELECT state, attempts FROM deliveries", [("delivered", 1)])
         (dlv_id, canon_id, connector, route), = db_rows(
             db, "SELECT id, canonical_id, connector, route FROM deliveries")
         assert connector == "out"

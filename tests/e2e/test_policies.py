@@ -12,10 +12,10 @@ import json
 import math
 import re
 import socket
-import sqlite3
 import threading
 import time
 
+from conftest import db_rows, wait_rows
 from sink import Answer, Close, Hang, Reset, Sink
 
 TOKEN = "pol-token"
@@ -64,30 +64,6 @@ def post_many(e, bodies, source="gen", token=TOKEN):
             assert status == 202, body
             ids.append(json.loads(body)["id"])
     return ids
-
-
-def db_rows(path, sql, args=()):
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
-def wait_rows(path, sql, want, args=(), timeout=10):
-    """Poll until sql returns want: a value compared to the rows, or a
-    predicate called with them. Returns the rows."""
-    deadline = time.monotonic() + timeout
-    rows = None
-    while time.monotonic() < deadline:
-        try:
-            rows = db_rows(path, sql, args)
-        except sqlite3.OperationalError:
-            rows = None
-        if rows is not None and (want(rows) if callable(want) else rows == want):
-            return rows
-        time.sleep(0.03)
-    raise AssertionError(f"{sql} gave {rows!r}, wanted {want!r}")
 
 
 def attempt_rows(db, connector=None):
