@@ -8,6 +8,7 @@
 
 #include <http_parser.h>
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #define MAX_HEADER_BYTES (16 * 1024)
 #define MAX_PIPELINED 64
 #define READ_BUF (64 * 1024)
+/* How long a closed upgraded connection may take to flush its writes. */
+#define RAW_CLOSE_MS 2000
 
 typedef struct conn conn;
 
@@ -36,7 +39,26 @@ typedef struct pending {
     size_t out_len;
     int done;
     int close_after;
+    int upgrade;    /* the parser saw an upgrade request */
+    int switch_raw; /* the answer is a 101: the connection is handed over */
 } pending;
+
+/* Where a connection stands with hl_http_upgrade. */
+enum {
+    UP_NONE,
+    UP_WAITING,   /* the 101 waits behind earlier answers */
+    UP_SWITCHING, /* the 101 is written; reading starts from a 0 ms timer */
+    UP_LIVE       /* bytes read go to the owner */
+};
+
+struct hl_http_raw {
+    conn *c;
+    hl_http_raw_cbs cbs;
+    void *ud;
+    hl_buf early;    /* written before the 101 could go out */
+    size_t queued;   /* bytes handed to libuv and not yet written */
+    int close_asked; /* hl_http_raw_close, or the peer's EOF */
+};
 
 struct conn {
     uv_tcp_t tcp;
@@ -56,6 +78,11 @@ struct conn {
     int close_when_flushed;
     int writes;
     int handles;
+    int upgrade_parsed; /* no more HTTP is read after an upgrade request */
+    int up;             /* UP_* */
+    hl_http_raw raw;
+    char *rest; /* bytes read after the upgrade request, for the owner */
+    size_t rest_len;
     conn *prev, *next;
 };
 
@@ -80,6 +107,8 @@ typedef struct {
     uv_write_t w;
     conn *c;
     char *data;
+    size_t len;
+    int raw; /* counted in the owner's hl_http_raw.queued */
 } write_req;
 
 static void conn_close(conn *c);
@@ -87,11 +116,17 @@ static void conn_flush(conn *c);
 static void conn_arm(conn *c);
 static void conn_resume(conn *c);
 static void maybe_done(hl_http_server *srv);
+static void on_timer(uv_timer_t *t);
+static void raw_switch(conn *c);
+static void raw_start(conn *c);
+static void raw_read(conn *c, ssize_t nread, const uv_buf_t *buf);
+static void keep_rest(conn *c, const char *data, size_t len);
 
 const char *hl_http_status_text(int status)
 {
     switch (status) {
     case 100: return "Continue";
+    case 101: return "Switching Protocols";
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
@@ -347,6 +382,9 @@ static int on_message_complete(http_parser *hp)
     /* After a "Connection: close" request or an upgrade request (answered
      * as plain HTTP) nothing more is read from this connection. */
     p->close_after = !http_should_keep_alive(hp) || hp->upgrade;
+    p->upgrade = hp->upgrade;
+    if (hp->upgrade)
+        c->upgrade_parsed = 1;
     if (p->close_after)
         http_parser_pause(hp, 1);
     conn_enqueue(c, p);
@@ -441,36 +479,52 @@ static void on_written(uv_write_t *w, int status)
 {
     write_req *wr = (write_req *)w;
     conn *c = wr->c;
+    int raw = wr->raw;
+    if (raw)
+        c->raw.queued -= wr->len;
     free(wr->data);
     free(wr);
     c->writes--;
-    if (status < 0 && !c->closing) {
+    if (c->closing)
+        return;
+    if (status < 0) {
         conn_close(c);
         return;
     }
-    if (c->close_when_flushed && !c->writes && !c->closing)
+    if (c->close_when_flushed && !c->writes) {
         conn_close(c);
+        return;
+    }
+    if (raw && !c->raw.queued && !c->raw.close_asked && c->raw.cbs.on_drain)
+        c->raw.cbs.on_drain(&c->raw, c->raw.ud);
 }
 
-/* Takes ownership of data (malloc'd). */
-static void write_owned(conn *c, char *data, size_t len)
+/* Takes ownership of data (malloc'd); raw: the owner's bytes after a 101.
+ * On failure the connection is closed. */
+static int write_owned(conn *c, char *data, size_t len, int raw)
 {
     write_req *wr = malloc(sizeof *wr);
     if (!wr) {
         free(data);
         conn_close(c);
-        return;
+        return HL_ENOMEM;
     }
     wr->c = c;
     wr->data = data;
+    wr->len = len;
+    wr->raw = raw;
     uv_buf_t buf = uv_buf_init(data, (unsigned)len);
-    c->writes++;
-    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written) < 0) {
-        c->writes--;
+    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
+    if (rc < 0) {
         free(data);
         free(wr);
         conn_close(c);
+        return rc;
     }
+    c->writes++;
+    if (raw)
+        c->raw.queued += len;
+    return 0;
 }
 
 static void send_raw(conn *c, const char *data, size_t len)
@@ -479,7 +533,7 @@ static void send_raw(conn *c, const char *data, size_t len)
     if (!copy)
         return;
     memcpy(copy, data, len);
-    write_owned(c, copy, len);
+    write_owned(c, copy, len, 0);
 }
 
 static void conn_flush(conn *c)
@@ -492,12 +546,16 @@ static void conn_flush(conn *c)
         if (!c->head)
             c->tail = NULL;
         c->npending--;
-        int close = p->close_after;
-        write_owned(c, p->out, p->out_len);
+        int close = p->close_after, sw = p->switch_raw;
+        write_owned(c, p->out, p->out_len, 0);
         p->out = NULL;
         pending_free(p);
         if (c->closing)
             return;
+        if (sw) {
+            raw_switch(c);
+            return;
+        }
         if (close) {
             c->close_when_flushed = 1;
             if (c->reading) {
@@ -512,6 +570,8 @@ static void conn_flush(conn *c)
             conn_close(c);
         return;
     }
+    if (c->up)
+        return;
     if (!c->reading && c->npending < MAX_PIPELINED / 2 &&
         !c->srv->shutting_down)
         conn_resume(c);
@@ -551,6 +611,10 @@ static void on_handle_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     srv->nconns--;
+    if (c->up)
+        c->raw.cbs.on_close(&c->raw, c->raw.ud);
+    hl_buf_free(&c->raw.early);
+    free(c->rest);
     free(c);
     maybe_done(srv);
 }
@@ -578,6 +642,15 @@ static void conn_close(conn *c)
 static void on_timer(uv_timer_t *t)
 {
     conn *c = t->data;
+    if (c->up == UP_WAITING)
+        return; /* an earlier answer is still owed; no HTTP timeout now */
+    if (c->up) {
+        if (c->raw.close_asked)
+            conn_close(c); /* the writes did not flush in time */
+        else if (c->up == UP_SWITCHING)
+            raw_start(c);
+        return;
+    }
     if (c->in_headers) {
         conn_fail(c, 408, "header_timeout",
                   "the request headers did not arrive within "
@@ -589,6 +662,8 @@ static void on_timer(uv_timer_t *t)
 
 static void conn_arm(conn *c)
 {
+    if (c->up)
+        return; /* the owner of an upgraded connection keeps its own time */
     uint64_t ms = c->in_headers ? c->lim.header_timeout_ms
                                 : c->lim.idle_timeout_ms;
     uv_timer_start(&c->timer, on_timer, ms, 0);
@@ -615,6 +690,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->srv->readbuf_busy = 0;
     if (nread == 0)
         return;
+    if (c->up) {
+        raw_read(c, nread, buf);
+        return;
+    }
     if (nread == UV_EOF && (c->head || c->writes)) {
         /* The client half-closed after sending: answer what it sent. */
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -637,11 +716,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (e == HPE_PAUSED || (c->parser.upgrade && e == HPE_OK)) {
-        /* The last request closes the connection: drop what follows. */
+        /* The last request closes the connection or hands it over: what
+         * follows an upgrade request is kept for its new owner. */
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = 0;
         }
+        if (c->parser.upgrade && used < (size_t)nread && !c->rest)
+            keep_rest(c, buf->base + used, (size_t)nread - used);
         return;
     }
     if (e != HPE_OK || used != (size_t)nread) {
@@ -675,6 +757,8 @@ static void conn_resume(conn *c)
 {
     if (c->reading || c->closing)
         return;
+    if (c->upgrade_parsed && c->up != UP_LIVE)
+        return; /* what follows is not HTTP */
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
 }
@@ -714,6 +798,186 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     conn_resume(c);
     conn_arm(c);
+}
+
+/* ---- upgraded connections ------------------------------------------------ */
+
+static void keep_rest(conn *c, const char *data, size_t len)
+{
+    c->rest = malloc(len);
+    if (!c->rest) {
+        conn_close(c); /* the new protocol's first bytes would be lost */
+        return;
+    }
+    memcpy(c->rest, data, len);
+    c->rest_len = len;
+}
+
+/* Stop reading; close once every write is out, or after RAW_CLOSE_MS. */
+static void raw_finish(conn *c)
+{
+    c->raw.close_asked = 1;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    c->close_when_flushed = 1;
+    if (!c->writes) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, RAW_CLOSE_MS, 0);
+}
+
+/* The 101 is queued: queue what the owner wrote meanwhile, then start
+ * reading from the loop (never from inside hl_http_upgrade). */
+static void raw_switch(conn *c)
+{
+    c->up = UP_SWITCHING;
+    if (c->raw.early.len || c->raw.early.oom) {
+        size_t n;
+        char *data = hl_buf_take(&c->raw.early, &n);
+        if (!data) {
+            conn_close(c);
+            return;
+        }
+        if (write_owned(c, data, n, 1))
+            return;
+    }
+    if (c->raw.close_asked)
+        raw_finish(c);
+    else
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+}
+
+/* The bytes that came with the upgrade request go first. */
+static void raw_start(conn *c)
+{
+    char *rest = c->rest;
+    size_t n = c->rest_len;
+    c->up = UP_LIVE;
+    c->rest = NULL;
+    c->rest_len = 0;
+    if (n)
+        c->raw.cbs.on_data(&c->raw, rest, n, c->raw.ud);
+    free(rest);
+    if (!c->closing && !c->raw.close_asked)
+        conn_resume(c);
+}
+
+static void raw_read(conn *c, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread == UV_EOF && c->writes) {
+        raw_finish(c); /* the peer is done; let what is queued go out */
+        return;
+    }
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (!c->raw.close_asked)
+        c->raw.cbs.on_data(&c->raw, buf->base, (size_t)nread, c->raw.ud);
+}
+
+/* "101 Switching Protocols", Connection: upgrade, then extra. */
+static char *build_upgrade(const char *extra, size_t *out_len)
+{
+    static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                               "Connection: Upgrade\r\n";
+    size_t hlen = sizeof head - 1, elen = extra ? strlen(extra) : 0;
+    char *out = malloc(hlen + elen + 2);
+    if (!out)
+        return NULL;
+    memcpy(out, head, hlen);
+    if (elen)
+        memcpy(out + hlen, extra, elen);
+    memcpy(out + hlen + elen, "\r\n", 2);
+    *out_len = hlen + elen + 2;
+    return out;
+}
+
+hl_http_raw *hl_http_upgrade(hl_http_req *req, const char *extra,
+                             const hl_http_raw_cbs *cbs, void *ud)
+{
+    pending *p = (pending *)req; /* req is the first member */
+    if (p->done)
+        return NULL;
+    conn *c = p->c;
+    int status = 500;
+    const char *code = "internal", *why = NULL;
+    if (!c)
+        why = "the client closed the connection";
+    else if (!p->upgrade || p != c->tail)
+        why = "this request cannot be upgraded: it lacks \"Connection: "
+              "Upgrade\" with an Upgrade header";
+    else if (!cbs || !cbs->on_data || !cbs->on_close)
+        why = "the upgrade has no on_data or on_close callback";
+    else if (c->srv->shutting_down) {
+        status = 503;
+        code = "unavailable";
+        why = "the server is shutting down; reconnect later";
+    }
+    char *out = NULL;
+    size_t len = 0;
+    if (!why && !(out = build_upgrade(extra, &len))) {
+        status = 503;
+        code = "unavailable";
+        why = "out of memory; try again";
+    }
+    if (why) {
+        hl_http_respond_error(req, status, code, why, NULL);
+        return NULL;
+    }
+    p->out = out;
+    p->out_len = len;
+    p->done = 1;
+    p->switch_raw = 1;
+    p->close_after = 0;
+    c->raw.c = c;
+    c->raw.cbs = *cbs;
+    c->raw.ud = ud;
+    c->up = UP_WAITING;
+    conn_flush(c);
+    return &c->raw;
+}
+
+int hl_http_raw_write(hl_http_raw *r, const void *data, size_t len)
+{
+    conn *c = r->c;
+    if (c->closing || r->close_asked)
+        return UV_EPIPE;
+    if (!len)
+        return 0;
+    if (len > UINT_MAX)
+        return HL_ETOOBIG;
+    if (c->up == UP_WAITING) {
+        hl_buf_put(&r->early, data, len);
+        return r->early.oom ? HL_ENOMEM : 0;
+    }
+    char *copy = malloc(len);
+    if (!copy)
+        return HL_ENOMEM;
+    memcpy(copy, data, len);
+    return write_owned(c, copy, len, 1);
+}
+
+size_t hl_http_raw_pending(const hl_http_raw *r)
+{
+    /* What libuv still holds: a write the socket took at once is not
+     * pending, although its callback runs on a later turn of the loop. */
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&r->c->tcp) +
+           r->early.len;
+}
+
+void hl_http_raw_close(hl_http_raw *r)
+{
+    conn *c = r->c;
+    if (c->closing || r->close_asked)
+        return;
+    if (c->up == UP_WAITING)
+        r->close_asked = 1; /* the 101 and the early writes go out first */
+    else
+        raw_finish(c);
 }
 
 /* ---- the server ---------------------------------------------------------- */
@@ -808,6 +1072,8 @@ void hl_http_server_shutdown(hl_http_server *srv,
         uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
     for (conn *c = srv->conns, *next; c; c = next) {
         next = c->next;
+        if (c->up)
+            continue; /* its owner closes it, or hl_http_server_abort */
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = 0;
