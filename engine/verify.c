@@ -374,16 +374,36 @@ static int check_hmac(const req *r, const hl_verify_cfg *v)
     const char *s = header(r, name, &n);
     if (!s)
         return fail(r, HL_EVERIFY, "hmac: header %s is missing", name);
-    if (pn && (n < pn || memcmp(s, pfx, pn)))
-        return fail(r, HL_EVERIFY, "hmac: header %s does not start with \"%s\"",
-                    name, pfx);
-    sigbuf sig;
-    int rc = decode_sig(r, "hmac", enc, a, s + pn, n - pn, &sig);
-    if (rc)
-        return rc;
+    /* One signature, or several separated by commas while the sender
+     * rotates its secret (PagerDuty: "v1=…,v1=…"); any one may match. */
+    sigbuf sigs[MAX_SIGS];
+    size_t nsigs = 0;
+    size_t i = 0;
+    do {
+        size_t start = i;
+        while (i < n && s[i] != ',')
+            i++;
+        size_t end = i++;
+        while (start < end && s[start] == ' ')
+            start++;
+        while (end > start && s[end - 1] == ' ')
+            end--;
+        if (nsigs == MAX_SIGS)
+            return fail(r, HL_EVERIFY,
+                        "hmac: header %s holds more than %d signatures", name,
+                        MAX_SIGS);
+        if (pn && (end - start < pn || memcmp(s + start, pfx, pn)))
+            return fail(r, HL_EVERIFY,
+                        "hmac: header %s does not start with \"%s\"", name,
+                        pfx);
+        int rc = decode_sig(r, "hmac", enc, a, s + start + pn,
+                            end - start - pn, &sigs[nsigs++]);
+        if (rc)
+            return rc;
+    } while (i < n);
     part pt = {r->body, r->len};
-    return match_secrets(r, "hmac", a, &v->hmac.secrets, false, &pt, 1, &sig,
-                         1);
+    return match_secrets(r, "hmac", a, &v->hmac.secrets, false, &pt, 1, sigs,
+                         nsigs);
 }
 
 /* The decodable "v1,<base64>" entries of a webhook-signature value. */

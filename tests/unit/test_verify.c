@@ -397,6 +397,33 @@ static void test_hmac_wrong_length(void **state)
                 "algorithm and the encoding");
 }
 
+/* PagerDuty signs with every secret of a subscription while one rotates:
+ * "v1=<hex>,v1=<hex>"; any one signature may match. */
+static void test_hmac_several_signatures(void **state)
+{
+    (void)state;
+    hl_verify_cfg v = hmac_cfg(HL_HASH_SHA256, "v1=", HL_ENC_HEX);
+    char good[200], header[600];
+    assert_int_equal(hl_sign_hmac(HL_HASH_SHA256, HL_ENC_HEX, "v1=",
+                                  v.hmac.secrets.v[0], GH_BODY,
+                                  strlen(GH_BODY), good, sizeof good),
+                     0);
+    const char *other =
+        "v1=0000000000000000000000000000000000000000000000000000000000000000";
+    snprintf(header, sizeof header, "%s, %s", other, good);
+    hdr h[] = {{"X-Sig", header}, {NULL, NULL}};
+    v.hmac.header = "X-Sig";
+    pass(&v, h, GH_BODY, 0);
+    snprintf(header, sizeof header, "%s,%s", good, other);
+    pass(&v, h, GH_BODY, 0);
+    snprintf(header, sizeof header, "%s,%s", other, other);
+    expect_fail(&v, h, GH_BODY, 0, HL_EVERIFY,
+                "hmac: signature does not match any configured secret");
+    snprintf(header, sizeof header, "%s,sha=00", other);
+    expect_fail(&v, h, GH_BODY, 0, HL_EVERIFY,
+                "hmac: header X-Sig does not start with \"v1=\"");
+}
+
 static void test_hmac_mismatch(void **state)
 {
     (void)state;
@@ -873,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_hmac_bad_base64),
         cmocka_unit_test(test_hmac_wrong_length),
         cmocka_unit_test(test_hmac_mismatch),
+        cmocka_unit_test(test_hmac_several_signatures),
         cmocka_unit_test(test_hmac_empty_secret_is_a_config_error),
         cmocka_unit_test(test_standard_webhooks_missing_headers),
         cmocka_unit_test(test_standard_webhooks_timestamp_tolerance),
