@@ -1026,9 +1026,9 @@ static const char *const durabilities[] = {"full", "normal", NULL};
 
 static const key retention_keys[] = {
     KNUM("delivered", K_DUR, hl_storage_cfg, retention_delivered_ms, 0, "7d",
-         60000, MAX_DUR),
+         1000, MAX_DUR),
     KNUM("failed", K_DUR, hl_storage_cfg, retention_failed_ms, 0, "30d",
-         60000, MAX_DUR),
+         1000, MAX_DUR),
     END_KEYS};
 
 static const key storage_keys[] = {
@@ -1379,6 +1379,10 @@ static void check_sources(ld_t *ld)
         size_t mark = path_push(ld, "sources.%s", s->name);
         const hl_verify_cfg *v = &s->verify;
         const hl_ynode *vn = hl_ynode_get(s->node, "verify");
+        if (!strcmp(s->name, HL_API_SOURCE))
+            ld_err(ld, s->node, "the source name '%s' is reserved for events "
+                                "published with POST /v1/events; pick "
+                                "another name", HL_API_SOURCE);
         if (!s->tenant && cfg->n_tenants == 1) {
             s->tenant = cfg->tenants[0].name;
         } else if (!s->tenant && cfg->n_tenants > 1) {

@@ -21,6 +21,9 @@ typedef struct {
     size_t n;
 } hl_strlist;
 
+/* The source of events published with POST /v1/events. */
+#define HL_API_SOURCE "api"
+
 typedef struct {
     const char *listen; /* as written, "127.0.0.1:8080" or "[::1]:8080" */
     char host[64];      /* the address part, without brackets */

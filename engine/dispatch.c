@@ -1,5 +1,6 @@
 /* dispatch.c - the dispatcher: leased deliveries -> connector render -> libcurl -> classify -> settled. */
 #include "dispatch.h"
+#include "metrics.h"
 
 #include "client.h"
 #include "err.h"
@@ -111,7 +112,67 @@ struct hl_dispatcher {
     size_t in_flight;
     _Atomic uint64_t attempts, delivered, retried, failed;
     _Atomic uint64_t circuit_opened, circuit_closed;
+    /* What other threads may read of each connector, under mu. */
+    struct {
+        char name[128];
+        int held, circuit;
+    } pub[256];
+    size_t n_pub;
+    hl_metric *m_attempts, *m_latency, *m_circuit;
 };
+
+/* Let other threads see c's hold and circuit (hl_dispatcher_status), and
+ * Prometheus its circuit. */
+static void publish(hl_dispatcher *d, const conn *c)
+{
+    pthread_mutex_lock(&d->mu);
+    size_t i = 0;
+    while (i < d->n_pub && strcmp(d->pub[i].name, c->name))
+        i++;
+    if (i == d->n_pub && d->n_pub < sizeof d->pub / sizeof *d->pub)
+        snprintf(d->pub[d->n_pub++].name, sizeof d->pub[i].name, "%s",
+                 c->name);
+    if (i < d->n_pub) {
+        d->pub[i].held = c->held;
+        d->pub[i].circuit = c->gate.state;
+    }
+    pthread_mutex_unlock(&d->mu);
+    const char *v[] = {c->name};
+    hl_metric_set(d->m_circuit, v, c->gate.state);
+}
+
+/* connector.state on the live stream. */
+static void note_connector(hl_dispatcher *d, const conn *c, const char *state,
+                           const char *reason)
+{
+    json_t *f = json_pack("{s:s, s:s, s:s}", "connector", c->name, "state",
+                          state, "reason", reason);
+    hl_query q = {.kind = HL_R_NOTE, .note_type = "connector.state",
+                  .note = f};
+    json_t *out = NULL;
+    if (!f || hl_queue_ask(d->q, &q, &out))
+        HL_WARN("dispatch", "could not note a connector's state on the "
+                            "stream",
+                "connector", c->name, "state", state);
+    json_decref(out);
+    json_decref(f);
+}
+
+int hl_dispatcher_status(hl_dispatcher *d, const char *connector, int *held,
+                         int *circuit)
+{
+    int rc = HL_ENOTFOUND;
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < d->n_pub; i++)
+        if (!strcmp(d->pub[i].name, connector)) {
+            *held = d->pub[i].held;
+            *circuit = d->pub[i].circuit;
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
 
 typedef struct {
     hl_dispatcher *d;
@@ -127,6 +188,7 @@ typedef struct {
 
 static void pump(hl_dispatcher *d, conn *c);
 static void arm(hl_dispatcher *d);
+static void wake(hl_dispatcher *d);
 static void give_back_ready(hl_dispatcher *d, conn *c);
 
 /* ---- recording outcomes -------------------------------------------------- */
@@ -227,11 +289,25 @@ static void gate_account(hl_dispatcher *d, conn *c, const hlc_outcome *o,
         c->wait_until = c->gate.open_until_ms;
         c->reopened = 1;
         atomic_fetch_add(&d->circuit_opened, 1);
+        publish(d, c);
+        note_connector(d, c, "circuit_open", "consecutive failures");
     } else if (change == HL_GATE_CLOSED) {
         HL_INFO("dispatch", "circuit closed: the probe succeeded",
                 "connector", c->name);
         atomic_fetch_add(&d->circuit_closed, 1);
         c->more = 1;
+        publish(d, c);
+        note_connector(d, c, "circuit_closed", "a probe succeeded");
+    }
+}
+
+static const char *outcome_label(int state)
+{
+    switch (state) {
+    case HL_DS_DELIVERED: return "delivered";
+    case HL_DS_RETRYING: return "retry";
+    case HL_DS_EXPIRED: return "expired";
+    default: return "failed";
     }
 }
 
@@ -281,6 +357,7 @@ static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
                          "connector", c->name);
         }
         c->held = HL_HOLD_DISABLED;
+        publish(d, c);
         r->state = HL_DS_RETRYING;
         r->next_ms = now;
         break;
@@ -290,7 +367,7 @@ static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
             r->next_ms = now + (o->retry_after_ms > 0 ? o->retry_after_ms : 0);
             break;
         }
-        r->state = hl_retry_next(&c->policy->retry, a->it.attempt,
+        r->state = hl_retry_next(&c->policy->retry, a->it.round,
                                  a->it.created_ms, now, o->retry_after_ms,
                                  random_unit(), &r->next_ms);
         atomic_fetch_add(r->state == HL_DS_RETRYING ? &d->retried : &d->failed,
@@ -298,6 +375,15 @@ static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
         break;
     }
     gate_account(d, c, o, res, counted, now);
+    if (counted) {
+        const char *v[] = {c->name, outcome_label(r->state)};
+        hl_metric_add(d->m_attempts, v, 1);
+    }
+    if (r->state == HL_DS_DELIVERED && a->it.received_ms) {
+        const char *v[] = {c->name};
+        hl_metric_observe(d->m_latency, v,
+                          (double)(now - a->it.received_ms) / 1000.0);
+    }
     if (res && res->body_len) {
         size_t n = res->body_len < EXCERPT_BYTES ? res->body_len
                                                  : EXCERPT_BYTES;
@@ -356,6 +442,13 @@ static void attempt_end(attempt *a, const hlc_outcome *o,
     if ((c->held || c->reopened) && !c->starting) {
         c->reopened = 0;
         give_back_ready(d, c);
+    }
+    if (d->stopping) {
+        /* The last attempt of a stop: no need to wait out the grace. The
+         * client is closed from the loop, not from inside its callback. */
+        if (!d->in_flight)
+            wake(d);
+        return;
     }
     pump(d, c);
     arm(d);
@@ -759,6 +852,7 @@ static conn *conn_new(hl_dispatcher *d, const char *name)
     c->wait_until = -1;
     c->more = 1; /* look for what waits from before */
     d->conns[d->n_conns++] = c;
+    publish(d, c);
     return c;
 }
 
@@ -917,6 +1011,7 @@ static void apply_controls(hl_dispatcher *d, ctl_msg *m)
         conn *c = conn_find(d, rev->name);
         if (c) {
             c->held = rev->held;
+            publish(d, c);
             if (c->held)
                 give_back_ready(d, c);
             else
@@ -1002,6 +1097,7 @@ static void on_hold(void *ud, const char *name, const char *state,
     if (!c)
         return;
     c->held = hold_of(state);
+    publish(d, c);
     HL_WARN("dispatch", "connector held since before the restart; resume it "
                         "with POST /v1/connectors/NAME/resume",
             "connector", name, "state", state, "reason", reason ? reason : "");
@@ -1041,6 +1137,19 @@ int hl_dispatcher_start(hl_queue *q, hl_config *cfg, hl_plugins *plugins,
         return HL_ENOMEM;
     }
     d->q = q;
+    d->m_attempts = hl_metric_counter(
+        "hookline_delivery_attempts_total",
+        "Delivery attempts, by connector and outcome (delivered, retry, "
+        "failed, expired).",
+        "connector,outcome");
+    d->m_latency = hl_metric_histogram(
+        "hookline_delivery_latency_seconds",
+        "From a webhook's receipt to its delivery, by connector.",
+        "connector", hl_metric_latency_bounds, hl_metric_latency_n);
+    d->m_circuit = hl_metric_gauge(
+        "hookline_circuit_state",
+        "A connector's circuit breaker: 0 closed, 1 open, 2 half-open.",
+        "connector");
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
     int rc = uv_loop_init(&d->loop);

@@ -39,6 +39,11 @@ typedef enum {
  * loop thread; returns once recorded: 0 or HL_ESTORE. */
 int hl_dispatcher_control(hl_dispatcher *d, const char *connector, int held);
 
+/* A configured connector's hold (hl_hold) and circuit (hl_circuit_state),
+ * from any thread. 0 or HL_ENOTFOUND. */
+int hl_dispatcher_status(hl_dispatcher *d, const char *connector, int *held,
+                         int *circuit);
+
 typedef struct {
     uint64_t attempts;
     uint64_t delivered;

@@ -25,7 +25,8 @@
     X(PLUGIN, 13, "connector plugin failure")                                  \
     X(ABI, 14, "connector ABI mismatch")                                       \
     X(HTTP, 15, "malformed HTTP request")                                      \
-    X(INTERNAL, 16, "internal error")
+    X(INTERNAL, 16, "internal error")                                          \
+    X(CONFLICT, 17, "conflicts with the current state")
 
 enum {
 #define HL__ERR_ENUM(name, n, msg) HL_E##name = -(HL_ERR_BASE + (n)),

@@ -1,5 +1,6 @@
 /* intake.c - POST /v1/hooks/{source}: validate, persist, answer. */
 #include "intake.h"
+#include "metrics.h"
 
 #include "buf.h"
 #include "err.h"
@@ -35,6 +36,8 @@ struct hl_intake {
     int stopping;
 };
 
+static hl_metric *m_requests, *m_latency;
+
 /* One request between its arrival and its answer. */
 typedef struct {
     hl_intake *in;
@@ -44,6 +47,7 @@ typedef struct {
     char *headers_json;
     char *redacted_body; /* what is stored instead of the body, or NULL */
     char corr[MAX_REQUEST_ID + 1];
+    uint64_t t0_ns;
 } pending;
 
 /* ---- configuration -------------------------------------------------------- */
@@ -97,6 +101,14 @@ static int build_at_rest(const hl_config *cfg, hl_redactor **out)
 
 int hl_intake_create(hl_queue *q, hl_config *cfg, hl_intake **out)
 {
+    m_requests = hl_metric_counter("hookline_intake_requests_total",
+                                   "Webhooks received, by source and the "
+                                   "status answered.",
+                                   "source,status");
+    m_latency = hl_metric_histogram(
+        "hookline_intake_duration_seconds",
+        "From a webhook's arrival to its answer once stored durably.",
+        "source", hl_metric_latency_bounds, hl_metric_latency_n);
     hl_intake *in = calloc(1, sizeof *in);
     if (!in)
         return HL_ENOMEM;
@@ -288,10 +300,21 @@ static const char *header_cb(void *ctx, const char *name)
 
 /* ---- answers -------------------------------------------------------------- */
 
-static void answer_error(hl_http_req *req, const char *corr, int status,
-                         const char *code, const char *msg,
-                         int retry_after_s)
+/* Requests by source (configured sources only: the label set stays
+ * bounded) and status. */
+static void count(const char *source, int status)
 {
+    char st[8];
+    snprintf(st, sizeof st, "%d", status);
+    const char *v[] = {source ? source : "_unknown", st};
+    hl_metric_add(m_requests, v, 1);
+}
+
+static void answer_error(const char *source, hl_http_req *req,
+                         const char *corr, int status, const char *code,
+                         const char *msg, int retry_after_s)
+{
+    count(source, status);
     char extra[256];
     int n = snprintf(extra, sizeof extra, "X-Request-ID: %s\r\n", corr);
     if (retry_after_s > 0 && n > 0 && (size_t)n < sizeof extra)
@@ -310,15 +333,19 @@ static void on_appended(void *ud, const hl_append_result *res)
                  "the event could not be stored (%s); it was not accepted, "
                  "retry later",
                  res->reason ? res->reason : hl_strerror(res->status));
-        answer_error(p->req, p->corr, 503, "store_unavailable", msg, 1);
+        answer_error(p->ev.source, p->req, p->corr, 503, "store_unavailable",
+                     msg, 1);
     } else {
         char body[128], extra[200];
         int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"status\":\"%s\"}\n",
                          res->id, res->duplicate ? "duplicate" : "queued");
         snprintf(extra, sizeof extra, "X-Request-ID: %s\r\n", p->corr);
+        count(p->ev.source, res->duplicate ? 200 : 202);
         hl_http_respond(p->req, res->duplicate ? 200 : 202,
                         "application/json", extra, body, (size_t)n);
     }
+    const char *v[] = {p->ev.source};
+    hl_metric_observe(m_latency, v, (double)(uv_hrtime() - p->t0_ns) / 1e9);
     free(p->headers_json);
     free(p->redacted_body);
     hl_config_destroy(p->cfg);
@@ -346,13 +373,13 @@ static int admit(hl_intake *in, hl_http_req *req, const hl_source_cfg *src,
                                req->body_len, hl_now_ms() / 1000, why,
                                sizeof why);
     if (rc == HL_EVERIFY) {
-        answer_error(req, corr, 401, "verification_failed", why, 0);
+        answer_error(src->name, req, corr, 401, "verification_failed", why, 0);
         return -1;
     }
     if (rc) {
         HL_ERROR("intake", "verification could not run", "source", src->name,
                  "reason", why);
-        answer_error(req, corr, 500, "verification_misconfigured", why, 0);
+        answer_error(src->name, req, corr, 500, "verification_misconfigured", why, 0);
         return -1;
     }
     hl_bucket *b = bucket_of(in, src->name);
@@ -363,7 +390,7 @@ static int admit(hl_intake *in, hl_http_req *req, const hl_source_cfg *src,
                  "source '%s' is over its rate limit of %g requests/s; retry "
                  "after %d s",
                  src->name, src->rate.per_second, secs);
-        answer_error(req, corr, 429, "rate_limited", msg, secs);
+        answer_error(src->name, req, corr, 429, "rate_limited", msg, secs);
         return -1;
     }
     const char *ct = hl_http_header_get(req, "Content-Type");
@@ -375,11 +402,11 @@ static int admit(hl_intake *in, hl_http_req *req, const hl_source_cfg *src,
                  ct ? "Content-Type " : "Content-Type is missing",
                  ct ? mt : "", ct ? " is not accepted here" : "",
                  form_ok ? " or application/x-www-form-urlencoded" : "");
-        answer_error(req, corr, 415, "unsupported_media_type", msg, 0);
+        answer_error(src->name, req, corr, 415, "unsupported_media_type", msg, 0);
         return -1;
     }
     if (req->body_len == 0) {
-        answer_error(req, corr, 400, "empty_body",
+        answer_error(src->name, req, corr, 400, "empty_body",
                      "the body is empty; send the webhook's payload", 0);
         return -1;
     }
@@ -390,7 +417,7 @@ static int admit(hl_intake *in, hl_http_req *req, const hl_source_cfg *src,
         snprintf(msg, sizeof msg,
                  "the body is not valid JSON: %s at byte offset %zu", reason,
                  off);
-        answer_error(req, corr, 400, "invalid_json", msg, 0);
+        answer_error(src->name, req, corr, 400, "invalid_json", msg, 0);
         return -1;
     }
     return 0;
@@ -435,19 +462,20 @@ void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
                  "no source named '%.100s'; sources are defined under "
                  "'sources' in the configuration",
                  source);
-        answer_error(req, corr, 404, "unknown_source", msg, 0);
+        answer_error(NULL, req, corr, 404, "unknown_source", msg, 0);
         return;
     }
     if (strcmp(req->method, "POST")) {
         char extra[200];
         snprintf(extra, sizeof extra, "Allow: POST\r\nX-Request-ID: %s\r\n",
                  corr);
+        count(src->name, 405);
         hl_http_respond_error(req, 405, "method_not_allowed",
                               "webhooks are sent with POST", extra);
         return;
     }
     if (in->stopping) {
-        answer_error(req, corr, 503, "shutting_down",
+        answer_error(src->name, req, corr, 503, "shutting_down",
                      "hookline is shutting down; retry in a few seconds", 5);
         return;
     }
@@ -459,7 +487,7 @@ void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
         if (idem && strlen(idem) > MAX_IDEM_KEY) {
             snprintf(msg, sizeof msg, "header %s is longer than %d bytes",
                      src->idempotency_header, MAX_IDEM_KEY);
-            answer_error(req, corr, 400, "idempotency_key_too_long", msg, 0);
+            answer_error(src->name, req, corr, 400, "idempotency_key_too_long", msg, 0);
             return;
         }
         if (idem && !*idem)
@@ -468,7 +496,7 @@ void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
     /* Appends in flight count too, or a burst could overshoot the bound. */
     uint64_t backlog = hl_queue_backlog(in->queue) + in->inflight;
     if (backlog >= in->cfg->storage.max_queued) {
-        answer_error(req, corr, 503, "queue_full",
+        answer_error(src->name, req, corr, 503, "queue_full",
                      "the queue is at storage.max_queued; retry later", 5);
         return;
     }
@@ -479,7 +507,7 @@ void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
     if (!p || !headers || hl_id_new(now, p->ev.id)) {
         free(headers);
         free(p);
-        answer_error(req, corr, 503, "unavailable",
+        answer_error(src->name, req, corr, 503, "unavailable",
                      "out of memory; retry later", 1);
         return;
     }
@@ -501,13 +529,14 @@ void hl_intake_handle(hl_intake *in, hl_http_req *req, const char *source)
         free(p->redacted_body);
         hl_config_destroy(p->cfg);
         free(p);
-        answer_error(req, corr, 503, "unavailable",
+        answer_error(src->name, req, corr, 503, "unavailable",
                      "the body could not be redacted for storage; it was not "
                      "accepted, retry later",
                      1);
         return;
     }
     p->ev.received_ms = now;
+    p->t0_ns = uv_hrtime();
     in->inflight++;
     int rc = hl_queue_append(in->queue, &p->ev, on_appended, p);
     if (rc) {

@@ -4,6 +4,7 @@
 #include "err.h"
 #include "id.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 #include "ydoc.h"
 
@@ -44,6 +45,7 @@ struct hl_normalizer {
     int woken;
     _Atomic uint64_t rescan_at; /* read from the start again after then */
     _Atomic uint64_t normalized, events, unparsed, unrouted, deliveries;
+    hl_metric *m_webhooks, *m_unrouted;
 };
 
 int hl_mappings_for_config(const hl_config *cfg, hl_diags *d,
@@ -109,6 +111,7 @@ static int route_row(hl_normalizer *n, json_t *e, hl_canonical_row *r)
         k = 256; /* more connectors than any configuration has */
     if (!route) {
         atomic_fetch_add(&n->unrouted, 1);
+        hl_metric_add(n->m_unrouted, NULL, 1);
         return 0;
     }
     if (!(r->route = strdup(route)))
@@ -153,7 +156,7 @@ static int to_rows(hl_normalizer *nz, hl_settle *out, const hl_mapping *m,
             return HL_ENOMEM;
         char ptr[512];
         json_t *data = json_object_get(e, "data");
-        if (!hl_map_raw_pointer(m, i, ptr, sizeof ptr)) {
+        if (m && !hl_map_raw_pointer(m, i, ptr, sizeof ptr)) {
             r->raw_ptr = strdup(ptr);
             json_object_del(data, "raw");
         }
@@ -177,7 +180,18 @@ static hl_settle *normalize_one(hl_normalizer *n, const hl_stored *st)
     const hl_source_cfg *src = hl_config_source(n->cfg, st->ev.source);
     const hl_mapping *m = src ? hl_mappings_get(n->maps, src->kind) : NULL;
     json_t *events = NULL;
-    if (!src)
+    if (!src && !strcmp(st->ev.source, HL_API_SOURCE)) {
+        /* Published with POST /v1/events: checked and completed then. */
+        json_t *e = json_loadb(st->ev.body, st->ev.body_len, 0, NULL);
+        if (json_is_object(e) && (events = json_array()) &&
+            !json_array_append_new(events, e))
+            out->parsed = 1;
+        else
+            snprintf(out->reason, sizeof out->reason,
+                     "the published event is not a JSON object");
+        if (!out->parsed)
+            json_decref(e);
+    } else if (!src)
         snprintf(out->reason, sizeof out->reason,
                  "source '%s' is no longer in the configuration; add it back "
                  "and normalize the event again",
@@ -199,6 +213,8 @@ static hl_settle *normalize_one(hl_normalizer *n, const hl_stored *st)
 
 static void account(hl_normalizer *n, const hl_settle *st)
 {
+    const char *v[] = {st->source, st->parsed ? "normalized" : "unparsed"};
+    hl_metric_add(n->m_webhooks, v, 1);
     if (st->parsed) {
         atomic_fetch_add(&n->normalized, 1);
         atomic_fetch_add(&n->events, st->n);
@@ -302,6 +318,14 @@ int hl_normalizer_start(hl_queue *q, hl_config *cfg, hl_mappings *maps,
         return HL_ENOMEM;
     }
     n->q = q;
+    n->m_webhooks = hl_metric_counter(
+        "hookline_webhooks_normalized_total",
+        "Stored webhooks normalized, by source and result (normalized, "
+        "unparsed).",
+        "source,result");
+    n->m_unrouted = hl_metric_counter(
+        "hookline_events_unrouted_total",
+        "Canonical events that no route matched.", "");
     if (hl_router_create(cfg, &n->router)) {
         hl_mappings_destroy(maps);
         free(n);

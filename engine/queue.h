@@ -4,6 +4,7 @@
 
 #include "id.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -107,8 +108,13 @@ typedef struct {
     char event_id[96];            /* the canonical event's: a ULID, with
                                      "-N" for the Nth of a split webhook */
     char tenant[80];
+    char source[80];
     uint32_t attempt; /* the attempt about to be made; 1 for the first */
-    int64_t created_ms;
+    uint32_t round;   /* the same, counted from an operator's retry: what
+                         the retry policy goes by */
+    int64_t created_ms; /* or when an operator last retried it: what the
+                           retry policy's max_age counts from */
+    int64_t received_ms; /* when its webhook was received */
     char *event;   /* the canonical event's JSON, without data.raw when
                       raw_ptr is set */
     char *raw_ptr; /* where data.raw is in raw_body, or NULL */
@@ -152,6 +158,58 @@ void hl_attempt_rows_free(hl_attempt_row *rows, size_t n);
 typedef void (*hl_hold_cb)(void *ud, const char *connector, const char *state,
                            const char *reason);
 
+/* ---- the stream of changes, and operators' questions ------------------- */
+
+/* One committed change, as the live stream tells it: seq grows by one for
+ * every note, across restarts. json is the whole message, seq included. */
+typedef struct {
+    int64_t seq;
+    int64_t at_ms;
+    char *type;      /* "event.received", "delivery.state", ... */
+    char *tenant;    /* NULL: every tenant's (a connector serving all) */
+    char *source;    /* NULL when it has none */
+    char *connector; /* NULL when it has none */
+    char *json;
+} hl_note;
+
+/* Free a note's strings; free an array of notes and theirs. */
+void hl_note_clear(hl_note *x);
+void hl_notes_free(hl_note *v, size_t n);
+
+/* Runs on the writer's thread after each commit with the notes it made;
+ * they are borrowed for the call. */
+typedef void (*hl_notes_cb)(void *ud, const hl_note *v, size_t n);
+
+typedef enum {
+    HL_Q_EVENTS,     /* webhooks received, newest first */
+    HL_Q_EVENT,      /* one, with its canonical events and deliveries */
+    HL_Q_DELIVERIES, /* deliveries, newest first */
+    HL_Q_DELIVERY,   /* one, with its attempts */
+    HL_Q_DEPTH,      /* live deliveries by connector and state */
+    HL_R_RETRY,      /* one delivery back in line now */
+    HL_R_REPLAY,     /* deliveries matching the filter back in line */
+    HL_R_NORMALIZE,  /* unparsed webhooks matching the filter, again */
+    HL_R_PURGE,      /* finished events past their retention */
+    HL_R_NOTE,       /* a note of its own (connector.state) */
+} hl_query_kind;
+
+/* A question (HL_Q_*) or a repair (HL_R_*). Unset strings and zero times
+ * match anything; tenant set restricts everything to that tenant, and an
+ * id of another tenant's is not found. */
+typedef struct {
+    int kind;
+    const char *id;
+    const char *tenant, *source, *type, *connector;
+    const char *state;        /* one state, or a comma-separated list */
+    int64_t since_ms, until_ms;
+    int64_t cursor;           /* list from below this seq; 0: the newest */
+    size_t limit;             /* list length; repairs: the batch size */
+    int64_t delivered_before; /* HL_R_PURGE: cut-offs, ms since the epoch */
+    int64_t failed_before;
+    const char *note_type;    /* HL_R_NOTE */
+    json_t *note;             /* HL_R_NOTE: its fields (borrowed) */
+} hl_query;
+
 typedef struct {
     int (*append)(hl_queue *q, const hl_inbound *ev, hl_append_cb cb,
                   void *ud);
@@ -173,6 +231,10 @@ typedef struct {
     int (*hold)(hl_queue *q, const char *connector, const char *state,
                 const char *reason);
     int (*holds)(hl_queue *q, hl_hold_cb cb, void *ud);
+    int (*ask)(hl_queue *q, const hl_query *qr, json_t **out);
+    void (*on_notes)(hl_queue *q, hl_notes_cb fn, void *ud);
+    int (*read_notes)(hl_queue *q, int64_t after_seq, size_t max,
+                      hl_note **out, size_t *n, int64_t *last_seq);
 } hl_queue_ops;
 
 struct hl_queue {
@@ -287,6 +349,35 @@ static inline int hl_queue_hold(hl_queue *q, const char *connector,
 static inline int hl_queue_holds(hl_queue *q, hl_hold_cb cb, void *ud)
 {
     return q->ops->holds(q, cb, ud);
+}
+
+/*
+ * Answer a question (HL_Q_*: read on a connection of its own) or make a
+ * repair (HL_R_*: committed by the writer before it returns; its notes go
+ * out like any other). *out is a new JSON object. Returns 0, HL_ENOTFOUND
+ * (no such id, or another tenant's), HL_ECONFLICT (a delivery in flight),
+ * HL_ESTORE or HL_ESHUTDOWN. Blocks: call it off the loop thread.
+ */
+static inline int hl_queue_ask(hl_queue *q, const hl_query *qr, json_t **out)
+{
+    return q->ops->ask(q, qr, out);
+}
+
+/* fn(ud, notes, n) runs on the writer's thread after each commit that made
+ * notes (NULL: none). */
+static inline void hl_queue_on_notes(hl_queue *q, hl_notes_cb fn, void *ud)
+{
+    q->ops->on_notes(q, fn, ud);
+}
+
+/* Up to max stored notes with seq above after_seq, oldest first (*out
+ * malloc'd, free with hl_notes_free); *last_seq is the newest committed.
+ * Blocks: call it off the loop thread. */
+static inline int hl_queue_read_notes(hl_queue *q, int64_t after_seq,
+                                      size_t max, hl_note **out, size_t *n,
+                                      int64_t *last_seq)
+{
+    return q->ops->read_notes(q, after_seq, max, out, n, last_seq);
 }
 
 /* Finish every queued append (their callbacks run), then close. Call on the

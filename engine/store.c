@@ -1,8 +1,10 @@
 /* store.c - the embedded SQLite queue: schema and migrations, one writer thread, group commit. */
 #include "store.h"
+#include "store_int.h"
 
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +44,7 @@ typedef enum {
     JOB_LEASE,  /* lease deliveries that are due */
     JOB_FINISH, /* record the end of attempts */
     JOB_KV,     /* a connector's key-value write */
+    JOB_ASK,    /* an operator's repair (hl_queue_ask) */
 } job_kind;
 
 typedef struct job {
@@ -67,6 +70,12 @@ typedef struct job {
         int held; /* connector_state: key is the state, value the reason */
         int rc, done;
     } kv;
+    struct {
+        const hl_query *q; /* the caller's, while it waits */
+        hl_query own;      /* a note sent without waiting */
+        json_t *out;
+        int rc, done, detached;
+    } ask;
     struct job *next;
 } job;
 
@@ -100,8 +109,16 @@ typedef struct {
         char connector[128], tenant[80];
     } turns[256];
     size_t n_turns;
-    sqlite3_stmt *st_finish, *st_attempt, *st_kv_put, *st_kv_del;
+    sqlite3_stmt *st_finish, *st_attempt, *st_kv_put, *st_kv_del, *st_vacuum;
     sqlite3_stmt *st_kv_get; /* on rd_db */
+    hl__notes notes;           /* made by the transaction being written */
+    _Atomic int64_t notes_seq; /* the last committed */
+    hl_metric *m_batch, *m_commit;
+    hl_notes_cb notes_hook;
+    void *notes_ud;
+    /* Operators' questions read on their own connection. */
+    sqlite3 *adm_db;
+    pthread_mutex_t adm_mu;
     pthread_cond_t kv_cv;
     hl_commit_hook dhook; /* new deliveries */
     void *dhook_ud;
@@ -222,6 +239,26 @@ static const char *const migrations[] = {
     "  reason TEXT,"
     "  since INTEGER NOT NULL"
     ");",
+    /* 3 -> 4: the live stream's notes, kept for clients that resume; a
+     * delivery's source, and where its current round of attempts began
+     * and when (an operator's retry starts a new one). */
+    "ALTER TABLE deliveries ADD COLUMN source TEXT;"
+    "ALTER TABLE deliveries ADD COLUMN attempt_base INTEGER NOT NULL "
+    "  DEFAULT 0;"
+    "ALTER TABLE deliveries ADD COLUMN round_at INTEGER;"
+    "UPDATE deliveries SET source = (SELECT c.source FROM canonical c WHERE "
+    "  c.id = deliveries.canonical_id);"
+    "CREATE TABLE stream ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at INTEGER NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  tenant TEXT,"
+    "  source TEXT,"
+    "  connector TEXT,"
+    "  body TEXT NOT NULL"
+    ");"
+    "CREATE INDEX deliveries_failed ON deliveries(connector, updated_at)"
+    "  WHERE state IN ('failed', 'expired');",
 };
 
 _Static_assert(sizeof migrations / sizeof *migrations ==
@@ -415,22 +452,24 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
         {offsetof(store, st_dlv_ins),
          "INSERT INTO deliveries (id, canonical_id, event_id, tenant, "
-         "connector, route, state, created_at, next_at, updated_at) "
-         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7, ?7)"},
+         "connector, route, state, created_at, next_at, updated_at, source) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?7, ?7, ?8)"},
         {offsetof(store, st_lease),
          "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
          "next_at = ?3, updated_at = ?2 WHERE seq IN (SELECT seq FROM "
          "deliveries WHERE connector = ?1 AND tenant = ?5 AND state IN "
          "('queued', 'retrying', 'sending') AND next_at <= ?2 ORDER BY "
          "next_at LIMIT ?4) "
-         "RETURNING id, canonical_id, tenant, attempts, created_at"},
+         "RETURNING id, canonical_id, tenant, attempts, "
+         "coalesce(round_at, created_at), attempts - attempt_base, source"},
         {offsetof(store, st_next_tenant),
          "SELECT tenant FROM deliveries WHERE connector = ?1 AND tenant > ?2 "
          "AND state IN ('queued', 'retrying', 'sending') ORDER BY tenant "
          "LIMIT 1"},
         {offsetof(store, st_lease_ev),
          "SELECT c.body, c.raw_ptr, CASE WHEN c.raw_ptr IS NOT NULL THEN "
-         "e.body END, e.correlation_id FROM canonical c JOIN events e ON "
+         "e.body END, e.correlation_id, e.received_at FROM canonical c JOIN "
+         "events e ON "
          "e.id = c.event_id WHERE c.id = ?1"},
         {offsetof(store, st_next_due),
          "SELECT min(next_at) FROM deliveries WHERE connector = ?1 AND "
@@ -438,7 +477,8 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
         {offsetof(store, st_finish),
          "UPDATE deliveries SET state = ?2, next_at = ?3, updated_at = ?4, "
          "last_status = ?5, last_error = ?6, attempts = attempts - ?8 "
-         "WHERE id = ?1 AND state = 'sending' AND attempts = ?7"},
+         "WHERE id = ?1 AND state = 'sending' AND attempts = ?7 "
+         "RETURNING event_id, canonical_id, tenant, source, connector"},
         {offsetof(store, st_attempt),
          "INSERT INTO attempts (delivery_id, attempt, started_at, "
          "duration_ms, status, outcome, error_class, reason, response) "
@@ -465,6 +505,10 @@ static int prepare(store *s, const char *path, char *err, size_t errlen)
          "WHERE state = 'unparsed'"},
         {offsetof(store, st_cursor),
          "UPDATE normalize_cursor SET seq = ?1 WHERE id = 1 AND seq < ?1"},
+        {offsetof(store, notes.ins),
+         "INSERT INTO stream (seq, at, type, tenant, source, connector, body) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+        {offsetof(store, st_vacuum), "PRAGMA incremental_vacuum(2000)"},
         {offsetof(store, st_sync_relaxed), "PRAGMA synchronous = NORMAL"},
         {offsetof(store, st_sync_full), "PRAGMA synchronous = FULL"},
         {offsetof(store, st_state),
@@ -551,9 +595,14 @@ static int write_one(store *s, job *j)
         sqlite3_bind_null(st, 9);
     int rc = step_done(st);
     sqlite3_clear_bindings(st);
-    if (rc == SQLITE_OK)
-        snprintf(j->res.id, sizeof j->res.id, "%s", ev->id);
-    return rc;
+    if (rc != SQLITE_OK)
+        return rc;
+    snprintf(j->res.id, sizeof j->res.id, "%s", ev->id);
+    return hl__note_add(&s->notes, "event.received", ev->tenant, ev->source,
+                        NULL,
+                        json_pack("{s:s, s:s, s:s, s:s}", "event_id", ev->id,
+                                  "tenant", ev->tenant, "source", ev->source,
+                                  "correlation_id", ev->correlation_id));
 }
 
 void hl_settle_free(hl_settle *st)
@@ -637,6 +686,7 @@ static int write_deliveries(store *s, const hl_settle *set,
         bind_opt(st, 5, r->connectors[k]);
         bind_opt(st, 6, r->route);
         sqlite3_bind_int64(st, 7, now);
+        bind_opt(st, 8, set->source);
         rc = step_done(st);
         sqlite3_clear_bindings(st);
     }
@@ -663,6 +713,37 @@ static int write_canonical(store *s, const hl_settle *set,
     return rc == SQLITE_OK ? write_deliveries(s, set, r, now) : rc;
 }
 
+/* event.normalized, with its events and the deliveries made; or
+ * event.unparsed with the reason. */
+static int note_settle(store *s, const hl_settle *st)
+{
+    if (!st->parsed)
+        return hl__note_add(&s->notes, "event.unparsed", st->tenant,
+                            st->source, NULL,
+                            json_pack("{s:s, s:s, s:s, s:s}", "event_id",
+                                      st->event_id, "tenant", st->tenant,
+                                      "source", st->source, "reason",
+                                      st->reason));
+    json_t *events = json_array();
+    for (size_t i = 0; i < st->n; i++) {
+        const hl_canonical_row *r = &st->rows[i];
+        json_t *d = json_array();
+        for (size_t k = 0; k < r->n_deliveries; k++)
+            json_array_append_new(d, json_pack("{s:s, s:s}", "id",
+                                               r->delivery_ids[k],
+                                               "connector", r->connectors[k]));
+        json_array_append_new(
+            events, json_pack("{s:s, s:s, s:s, s:s?, s:o}", "id", r->id,
+                              "type", r->type, "severity", r->severity,
+                              "route", r->route, "deliveries", d));
+    }
+    return hl__note_add(&s->notes, "event.normalized", st->tenant,
+                        st->source, NULL,
+                        json_pack("{s:s, s:s, s:s, s:o}", "event_id",
+                                  st->event_id, "tenant", st->tenant,
+                                  "source", st->source, "events", events));
+}
+
 /* Mark the webhook normalized (or unparsed) and store its canonical events
  * and their deliveries. A webhook no longer 'received' was settled before:
  * nothing is written twice. *delta is the change to the backlog: the
@@ -683,8 +764,8 @@ static int write_settle(store *s, const hl_settle *st, int64_t *delta,
     if (rc != SQLITE_OK || sqlite3_changes(s->db) == 0)
         return rc;
     *delta -= 1;
-    if (!st->parsed)
-        return SQLITE_OK;
+    if ((rc = note_settle(s, st)) != SQLITE_OK || !st->parsed)
+        return rc;
     sqlite3_bind_text(s->st_canon_del, 1, st->event_id, -1, SQLITE_STATIC);
     rc = step_done(s->st_canon_del);
     sqlite3_clear_bindings(s->st_canon_del);
@@ -726,6 +807,7 @@ static int lease_event(store *s, hl_lease_item *it)
         it->raw_ptr = col_dup(q, 1, NULL);
         it->raw_body = col_dup(q, 2, &it->raw_len);
         it->correlation_id = col_dup(q, 3, NULL);
+        it->received_ms = sqlite3_column_int64(q, 4);
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_OK; /* gone: the dispatcher fails the delivery */
@@ -840,6 +922,11 @@ static int lease_tenant(store *s, job *j, const char *tenant, size_t max,
                  sqlite3_column_text(st, 2));
         it->attempt = (uint32_t)sqlite3_column_int(st, 3);
         it->created_ms = sqlite3_column_int64(st, 4);
+        it->round = (uint32_t)sqlite3_column_int(st, 5);
+        snprintf(it->source, sizeof it->source, "%s",
+                 sqlite3_column_type(st, 6) == SQLITE_NULL
+                     ? ""
+                     : (const char *)sqlite3_column_text(st, 6));
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -906,6 +993,33 @@ static const char *outcome_name(const hl_attempt_row *r)
     }
 }
 
+/* delivery.state for a finished attempt; u is on the updated row
+ * (RETURNING event_id, canonical_id, tenant, source, connector). */
+static int note_finish(store *s, const hl_attempt_row *r, sqlite3_stmt *u)
+{
+    const char *tenant = (const char *)sqlite3_column_text(u, 2);
+    const char *source = (const char *)sqlite3_column_text(u, 3);
+    const char *connector = (const char *)sqlite3_column_text(u, 4);
+    json_t *f = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s?, s:s, s:s, s:i, s:s?, s:s?}",
+        "delivery_id", r->id, "event_id", sqlite3_column_text(u, 0),
+        "canonical_id", sqlite3_column_text(u, 1), "tenant", tenant, "source",
+        source, "connector", connector, "state",
+        hl_delivery_state_name(r->state), "attempt", (int)r->attempt,
+        "error_class", r->error_class, "reason",
+        r->state == HL_DS_DELIVERED ? NULL : r->reason);
+    if (f && r->status)
+        json_object_set_new(f, "status", json_integer(r->status));
+    if (f && r->next_ms &&
+        (r->state == HL_DS_RETRYING || r->state == HL_DS_QUEUED)) {
+        char at[32];
+        hl__iso_ms(r->next_ms, at);
+        json_object_set_new(f, "next_attempt_at", json_string(at));
+    }
+    return hl__note_add(&s->notes, "delivery.state", tenant, source,
+                        connector, f);
+}
+
 static int write_finish(store *s, job *j, int64_t *delta)
 {
     int64_t now = hl_now_ms();
@@ -922,14 +1036,20 @@ static int write_finish(store *s, job *j, int64_t *delta)
             sqlite3_bind_int(u, 5, r->status);
         else
             sqlite3_bind_null(u, 5);
-        bind_opt(u, 6, r->reason);
+        bind_opt(u, 6, r->state == HL_DS_DELIVERED ? NULL : r->reason);
         sqlite3_bind_int64(u, 7, r->attempt);
         sqlite3_bind_int(u, 8, !r->counted);
-        rc = step_done(u);
+        rc = sqlite3_step(u);
+        int found = rc == SQLITE_ROW;
+        if (found)
+            rc = note_finish(s, r, u);
+        else if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+        sqlite3_reset(u);
         sqlite3_clear_bindings(u);
         if (rc != SQLITE_OK)
             continue;
-        if (sqlite3_changes(s->db) == 0) {
+        if (!found) {
             /* A lease that ran out: another attempt owns the delivery. */
             char n[16];
             snprintf(n, sizeof n, "%u", r->attempt);
@@ -974,7 +1094,16 @@ static int write_kv(store *s, job *j)
         }
         int rc = step_done(st);
         sqlite3_clear_bindings(st);
-        return rc;
+        if (rc != SQLITE_OK)
+            return rc;
+        const char *state = !j->kv.key                     ? "resumed"
+                            : !strcmp(j->kv.key, "paused") ? "paused"
+                                                           : "disabled";
+        return hl__note_add(&s->notes, "connector.state", NULL, NULL,
+                            j->kv.connector,
+                            json_pack("{s:s, s:s, s:s?}", "connector",
+                                      j->kv.connector, "state", state,
+                                      "reason", j->kv.value));
     }
     sqlite3_stmt *st = j->kv.value ? s->st_kv_put : s->st_kv_del;
     sqlite3_bind_text(st, 1, j->kv.connector, -1, SQLITE_STATIC);
@@ -1021,11 +1150,58 @@ static void run_hook(store *s, int deliveries)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* An operator's repair; what it changed counts like the writer's own. */
+static int write_ask(store *s, job *j, int64_t *delta, uint64_t *back,
+                     uint64_t *created, hl__repair *rep)
+{
+    const hl_query *q = j->ask.detached ? &j->ask.own : j->ask.q;
+    hl__repair r = {0};
+    json_decref(j->ask.out);
+    j->ask.out = NULL;
+    /* A repair that fails is undone alone: intake sharing the
+     * transaction is committed all the same. */
+    size_t n0 = s->notes.n;
+    int64_t seq0 = s->notes.seq;
+    int rc = sqlite3_exec(s->db, "SAVEPOINT ask", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = hl__ask_write(s->db, &s->notes, q, &j->ask.out, &r);
+    j->ask.rc = rc == SQLITE_NOTFOUND     ? HL_ENOTFOUND
+                : rc == SQLITE_CONSTRAINT ? HL_ECONFLICT
+                : rc != SQLITE_OK         ? HL_ESTORE
+                                          : 0;
+    if (rc != SQLITE_OK) {
+        if (j->ask.rc == HL_ESTORE)
+            HL_ERROR("store", "an operator's repair failed; nothing of it "
+                              "was kept",
+                     "reason", sqlite3_errmsg(s->db));
+        json_decref(j->ask.out);
+        j->ask.out = NULL;
+        for (size_t i = n0; i < s->notes.n; i++)
+            hl_note_clear(&s->notes.v[i]);
+        s->notes.n = n0;
+        s->notes.seq = seq0;
+        sqlite3_exec(s->db, "ROLLBACK TO ask", NULL, NULL, NULL);
+    }
+    int released = sqlite3_exec(s->db, "RELEASE ask", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return released; /* an answer, not a failed transaction */
+    *delta += (int64_t)r.queued;
+    *back += r.back;
+    *created += r.live;
+    if (r.cursor)
+        rep->cursor = 1;
+    rep->purged |= r.purged;
+    return rc;
+}
+
 static int write_job(store *s, job *j, int64_t *delta, uint64_t *back,
-                     uint64_t *created, int64_t *cursor)
+                     uint64_t *created, int64_t *cursor, hl__repair *rep)
 {
     int rc;
     switch (j->kind) {
+    case JOB_ASK:
+        return write_ask(s, j, delta, back, created, rep);
     case JOB_RETRY:
         rc = step_done(s->st_retry_cursor);
         if (rc == SQLITE_OK)
@@ -1047,6 +1223,27 @@ static int write_job(store *s, job *j, int64_t *delta, uint64_t *back,
     }
 }
 
+/* After a commit, hand its notes on; after a rollback, forget them and
+ * their seqs. */
+static void publish_notes(store *s, int committed, int64_t seq0)
+{
+    hl__notes *nb = &s->notes;
+    if (committed && nb->n) {
+        atomic_store(&s->notes_seq, nb->seq);
+        pthread_mutex_lock(&s->mu);
+        hl_notes_cb fn = s->notes_hook;
+        void *ud = s->notes_ud;
+        if (fn)
+            fn(ud, nb->v, nb->n);
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (!committed)
+        nb->seq = seq0;
+    for (size_t i = 0; i < nb->n; i++)
+        hl_note_clear(&nb->v[i]);
+    nb->n = 0;
+}
+
 /* Returns 1 when the batch was committed. */
 static int commit_batch(store *s, job *batch, size_t n)
 {
@@ -1055,8 +1252,10 @@ static int commit_batch(store *s, job *batch, size_t n)
     int rc = step_done(s->st_begin);
     int64_t delta = 0, cursor = 0;
     uint64_t back = 0, created = 0;
+    hl__repair rep = {0};
+    int64_t seq0 = s->notes.seq;
     for (job *j = batch; rc == SQLITE_OK && j; j = j->next)
-        rc = write_job(s, j, &delta, &back, &created, &cursor);
+        rc = write_job(s, j, &delta, &back, &created, &cursor, &rep);
     if (rc == SQLITE_OK && cursor) {
         sqlite3_bind_int64(s->st_cursor, 1, cursor);
         rc = step_done(s->st_cursor);
@@ -1066,9 +1265,12 @@ static int commit_batch(store *s, job *batch, size_t n)
     if (rc != SQLITE_OK && cursor)
         atomic_store(&s->settle_failed, 1);
     uint64_t fresh = 0;
+    publish_notes(s, rc == SQLITE_OK, seq0);
     for (job *j = batch; j; j = j->next) {
         if (rc != SQLITE_OK && j->kind == JOB_KV)
             j->kv.rc = HL_ESTORE;
+        if (rc != SQLITE_OK && j->kind == JOB_ASK && !j->ask.rc)
+            j->ask.rc = HL_ESTORE;
         if (j->kind != JOB_APPEND)
             continue;
         if (rc != SQLITE_OK) {
@@ -1097,13 +1299,19 @@ static int commit_batch(store *s, job *batch, size_t n)
     else
         atomic_fetch_sub(&s->backlog, (uint64_t)-delta);
     atomic_fetch_add(&s->events, fresh);
+    if (rep.cursor)
+        atomic_store(&s->settle_failed, 1); /* read from the cursor */
     if (fresh || back || atomic_load(&s->settle_failed))
         run_hook(s, 0);
+    if (rep.purged)
+        step_done(s->st_vacuum);
     if (created)
         run_hook(s, 1);
     atomic_fetch_add(&s->commits, 1);
     atomic_store(&s->last_batch_n, n);
     uint64_t took = now_us() - t0;
+    hl_metric_observe(s->m_batch, NULL, (double)n);
+    hl_metric_observe(s->m_commit, NULL, (double)took / 1e6);
     atomic_store(&s->last_commit_us, took);
     atomic_fetch_add(&s->commit_us_total, took);
     return 1;
@@ -1178,7 +1386,14 @@ static job *finish_background(store *s, job *batch, int committed)
             if (l)
                 j->lease.cb(j->lease.ud, l);
         }
-        if (j->kind == JOB_KV) {
+        if (j->kind == JOB_ASK && j->ask.detached) {
+            json_decref(j->ask.out);
+            json_decref(j->ask.own.note);
+            free((char *)j->ask.own.note_type);
+            free(j);
+            continue;
+        }
+        if (j->kind == JOB_KV || j->kind == JOB_ASK) {
             pthread_mutex_lock(&s->mu);
             j->kv.done = 1;
             pthread_cond_broadcast(&s->kv_cv);
@@ -1349,7 +1564,7 @@ static int enqueue(store *s, job *j)
     }
     int settle = j->kind == JOB_SETTLE || j->kind == JOB_RETRY;
     int delivery = j->kind == JOB_LEASE || j->kind == JOB_FINISH ||
-                   j->kind == JOB_KV;
+                   j->kind == JOB_KV || j->kind == JOB_ASK;
     job **head = settle ? &s->set_head : delivery ? &s->dl_head : &s->in_head;
     job **tail = settle ? &s->set_tail : delivery ? &s->dl_tail : &s->in_tail;
     if (*tail)
@@ -1509,6 +1724,90 @@ static int store_kv_get(hl_queue *q, const char *connector, const char *key,
     return rc == SQLITE_DONE ? HL_ENOTFOUND : HL_ESTORE;
 }
 
+/* Hand j to the writer and wait until it is written: 0 (the caller frees
+ * j) or why it was refused (j is freed). */
+static int enqueue_wait(store *s, job *j)
+{
+    int rc = enqueue(s, j);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&s->mu);
+    while (!j->kv.done)
+        pthread_cond_wait(&s->kv_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static int store_ask(hl_queue *q, const hl_query *qr, json_t **out)
+{
+    store *s = (store *)q;
+    *out = NULL;
+    if (qr->kind < HL_R_RETRY) {
+        pthread_mutex_lock(&s->adm_mu);
+        int rc = hl__ask_read(s->adm_db, qr, out);
+        pthread_mutex_unlock(&s->adm_mu);
+        return rc == SQLITE_OK         ? 0
+               : rc == SQLITE_NOTFOUND ? HL_ENOTFOUND
+                                       : HL_ESTORE;
+    }
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return HL_ENOMEM;
+    j->kind = JOB_ASK;
+    if (qr->kind == HL_R_NOTE) {
+        /* Sent without waiting: the dispatcher's thread must not block. */
+        j->ask.detached = 1;
+        j->ask.own.kind = HL_R_NOTE;
+        j->ask.own.note = json_deep_copy(qr->note);
+        j->ask.own.note_type = strdup(qr->note_type);
+        if (!j->ask.own.note || !j->ask.own.note_type) {
+            json_decref(j->ask.own.note);
+            free((char *)j->ask.own.note_type);
+            free(j);
+            return HL_ENOMEM;
+        }
+        json_t *keep = j->ask.own.note;
+        char *type = (char *)j->ask.own.note_type;
+        int rc = enqueue(s, j);
+        if (rc) {
+            json_decref(keep);
+            free(type);
+        }
+        return rc;
+    }
+    j->ask.q = qr;
+    int rc = enqueue_wait(s, j);
+    if (rc)
+        return rc;
+    rc = j->ask.rc;
+    if (!rc)
+        *out = j->ask.out;
+    else
+        json_decref(j->ask.out);
+    free(j);
+    return rc;
+}
+
+static void store_on_notes(hl_queue *q, hl_notes_cb fn, void *ud)
+{
+    store *s = (store *)q;
+    pthread_mutex_lock(&s->mu);
+    s->notes_hook = fn;
+    s->notes_ud = ud;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int store_read_notes(hl_queue *q, int64_t after_seq, size_t max,
+                            hl_note **out, size_t *n, int64_t *last_seq)
+{
+    store *s = (store *)q;
+    pthread_mutex_lock(&s->adm_mu);
+    *last_seq = atomic_load(&s->notes_seq);
+    int rc = hl__notes_read(s->adm_db, after_seq, max, out, n);
+    pthread_mutex_unlock(&s->adm_mu);
+    return rc == SQLITE_OK ? 0 : HL_ESTORE;
+}
+
 /* Written by the writer like everything else; waits for the commit. */
 static int kv_write(store *s, int held, const char *connector,
                     const char *key, const char *value)
@@ -1529,12 +1828,8 @@ static int kv_write(store *s, int held, const char *connector,
         return HL_ENOMEM;
     }
     char *c = j->kv.connector, *k = j->kv.key, *v = j->kv.value;
-    int rc = enqueue(s, j); /* frees j on refusal */
+    int rc = enqueue_wait(s, j);
     if (!rc) {
-        pthread_mutex_lock(&s->mu);
-        while (!j->kv.done)
-            pthread_cond_wait(&s->kv_cv, &s->mu);
-        pthread_mutex_unlock(&s->mu);
         rc = j->kv.rc;
         free(j);
     }
@@ -1615,7 +1910,7 @@ static void finalize_all(store *s)
                            s->st_lease_ev, s->st_next_due, s->st_finish,
                            s->st_attempt, s->st_kv_put, s->st_kv_del,
                            s->st_kv_get, s->st_next_tenant, s->st_held_put,
-                           s->st_held_del};
+                           s->st_held_del, s->notes.ins, s->st_vacuum};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
 }
@@ -1650,7 +1945,11 @@ static void store_close(hl_queue *q)
         sqlite3_close(s->ckpt_db);
     if (s->rd_db)
         sqlite3_close(s->rd_db);
+    if (s->adm_db)
+        sqlite3_close(s->adm_db);
+    free(s->notes.v);
     pthread_mutex_destroy(&s->rd_mu);
+    pthread_mutex_destroy(&s->adm_mu);
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
         HL_ERROR("store", "closing the database failed", "reason",
                  sqlite3_errmsg(s->db));
@@ -1676,6 +1975,9 @@ static const hl_queue_ops store_ops = {
     .on_deliveries = store_on_deliveries,
     .hold = store_hold,
     .holds = store_holds,
+    .ask = store_ask,
+    .on_notes = store_on_notes,
+    .read_notes = store_read_notes,
 };
 
 void hl_store_stats_get(const hl_queue *q, hl_store_stats *out)
@@ -1814,6 +2116,21 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
         return sqlite_fail(s->rd_db, path, "cannot open for reading", err,
                            errlen);
     sqlite3_busy_timeout(s->rd_db, 1000);
+    if (sqlite3_open_v2(path, &s->adm_db,
+                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
+        return sqlite_fail(s->adm_db, path, "cannot open for reading", err,
+                           errlen);
+    sqlite3_busy_timeout(s->adm_db, 1000);
+    int seq = 0;
+    if (pragma_int(s->db,
+                   "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE "
+                   "name = 'stream'), 0)",
+                   &seq) != SQLITE_OK)
+        return sqlite_fail(s->db, path, "cannot read the stream", err,
+                           errlen);
+    s->notes.seq = seq;
+    atomic_store(&s->notes_seq, seq);
     return prepare(s, path, err, errlen);
 }
 
@@ -1826,13 +2143,26 @@ int hl_store_open(uv_loop_t *loop, const hl_storage_cfg *cfg, hl_queue **out,
         return fail(err, errlen, HL_ENOMEM, "out of memory");
     s->base.ops = &store_ops;
     s->loop = loop;
+    static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512,
+                                   1024};
+    s->m_batch = hl_metric_histogram(
+        "hookline_store_commit_batch_size",
+        "Writes (webhooks, outcomes, attempts) per committed transaction.",
+        "", sizes, sizeof sizes / sizeof *sizes);
+    s->m_commit = hl_metric_histogram(
+        "hookline_store_commit_duration_seconds",
+        "Time to commit one transaction, fsync included when durability "
+        "is full.",
+        "", hl_metric_latency_bounds, hl_metric_latency_n);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->ckpt_cv, NULL);
     pthread_cond_init(&s->kv_cv, NULL);
     pthread_mutex_init(&s->rd_mu, NULL);
+    pthread_mutex_init(&s->adm_mu, NULL);
     int rc = uv_async_init(loop, &s->async, on_async);
     if (rc) {
+        pthread_mutex_destroy(&s->adm_mu);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
         pthread_cond_destroy(&s->ckpt_cv);

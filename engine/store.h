@@ -7,7 +7,7 @@
 
 #include <uv.h>
 
-#define HL_STORE_SCHEMA_VERSION 3
+#define HL_STORE_SCHEMA_VERSION 4
 
 /*
  * Open (creating it and its folder if needed) the SQLite file of cfg, bring

@@ -2389,7 +2389,8 @@ static void test_golden_v2_opens_and_migrates(void **state)
     assert_int_equal(hl_queue_backlog(g.q), 1);
 
     sqlite3 *db = ro_open(g.path);
-    assert_int_equal(q_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(q_int(db, "PRAGMA user_version"),
+                     HL_STORE_SCHEMA_VERSION);
     assert_int_equal(q_int(db, "PRAGMA application_id"), 0x484c4e31);
     assert_int_equal(q_int(db, "SELECT count(*) FROM events"), 4);
     sqlite3_stmt *st =
