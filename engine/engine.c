@@ -1,6 +1,7 @@
 /* engine.c - the running daemon: loop, listener, signals, reload, shutdown. */
 #include "engine.h"
 
+#include "admin.h"
 #include "dispatch.h"
 #include "err.h"
 #include "http.h"
@@ -9,7 +10,7 @@
 #include "normalize.h"
 #include "redact.h"
 #include "store.h"
-#include "verify.h"
+#include "stream.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -21,7 +22,10 @@ typedef struct {
     uv_loop_t loop;
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t grace;
+    uv_timer_t settle; /* waits for reads off the loop before closing */
     hl_http_server *http;
+    hl_admin *admin;
+    hl_stream *stream;
     hl_queue *queue;
     hl_intake *intake;
     hl_normalizer *normalizer;
@@ -31,6 +35,7 @@ typedef struct {
     hl_config *cfg;
     const char *config_path;
     int stopping;
+    int closed; /* everything but the loop is closed */
     unsigned reloads;
 } engine;
 
@@ -86,79 +91,19 @@ static void hooks(engine *e, hl_http_req *req)
     hl_intake_handle(e->intake, req, req->path + strlen("/v1/hooks/"));
 }
 
-static const char *header_of(void *ctx, const char *name)
+static void admin(engine *e, hl_http_req *req)
 {
-    return hl_http_header_get(ctx, name);
+    hl_admin_handle(e->admin, req);
 }
 
-/* The admin token, checked as intake checks bearer tokens: in constant
- * time, and the answer never says more than whether it matched. */
-static int admin_ok(engine *e, hl_http_req *req)
+static void metrics(engine *e, hl_http_req *req)
 {
-    const char *token = e->cfg->admin.token;
-    if (!token) {
-        hl_http_respond_error(req, 403, "admin_closed",
-                              "the admin API is off: set admin.token in the "
-                              "configuration",
-                              NULL);
-        return 0;
-    }
-    hl_verify_cfg v = {.bearer_set = true,
-                       .bearer = {.tokens = {&token, 1}}};
-    char why[300];
-    if (hl_verify_request(&v, header_of, req, NULL, 0, 0, why, sizeof why)) {
-        hl_http_respond_error(req, 401, "unauthorized",
-                              "send Authorization: Bearer <admin.token>",
-                              "WWW-Authenticate: Bearer\r\n");
-        return 0;
-    }
-    return 1;
+    hl_admin_metrics(e->admin, req);
 }
 
-/* POST /v1/connectors/{name}/pause and .../resume. A paused connector
- * sends nothing and its deliveries keep their place; resuming also lifts
- * the hold a 410 put on it. */
-static void connectors(engine *e, hl_http_req *req)
+static void stream(engine *e, hl_http_req *req)
 {
-    const char *rest = req->path + strlen("/v1/connectors/");
-    const char *slash = strchr(rest, '/');
-    char name[128];
-    size_t n = slash ? (size_t)(slash - rest) : 0;
-    const char *verb = slash ? slash + 1 : "";
-    int held = !strcmp(verb, "pause") ? HL_HOLD_PAUSED
-               : !strcmp(verb, "resume") ? HL_HOLD_NONE
-                                         : -1;
-    if (!n || n >= sizeof name || held < 0) {
-        char msg[300];
-        snprintf(msg, sizeof msg,
-                 "no route for %.200s; use /v1/connectors/NAME/pause or "
-                 "/v1/connectors/NAME/resume",
-                 req->path);
-        hl_http_respond_error(req, 404, "not_found", msg, NULL);
-        return;
-    }
-    if (!admin_ok(e, req))
-        return;
-    memcpy(name, rest, n);
-    name[n] = 0;
-    if (!hl_config_connector(e->cfg, name)) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "no connector named '%s'", name);
-        hl_http_respond_error(req, 404, "not_found", msg, NULL);
-        return;
-    }
-    int rc = hl_dispatcher_control(e->dispatcher, name, held);
-    if (rc) {
-        hl_http_respond_error(req, 503, "store_unavailable",
-                              "the change could not be recorded; try again",
-                              "Retry-After: 1\r\n");
-        return;
-    }
-    char body[300];
-    int len = snprintf(body, sizeof body,
-                       "{\"connector\":\"%s\",\"state\":\"%s\"}\n", name,
-                       held ? "paused" : "active");
-    hl_http_respond(req, 200, "application/json", NULL, body, (size_t)len);
+    hl_stream_handle(e->stream, req);
 }
 
 /* Exact paths; prefixes when the path ends in '/' (one more segment), or
@@ -166,8 +111,17 @@ static void connectors(engine *e, hl_http_req *req)
 static const route routes[] = {
     {"/healthz", "GET, HEAD", health},
     {"/readyz", "GET, HEAD", ready},
+    {"/metrics", "GET, HEAD", metrics},
     {"/v1/hooks/", NULL, hooks},
-    {"/v1/connectors/*", "POST", connectors},
+    {"/v1/stream", NULL, stream},
+    {"/v1/events", NULL, admin},
+    {"/v1/events/*", NULL, admin},
+    {"/v1/deliveries", NULL, admin},
+    {"/v1/deliveries/*", NULL, admin},
+    {"/v1/replay", NULL, admin},
+    {"/v1/normalize", NULL, admin},
+    {"/v1/connectors", NULL, admin},
+    {"/v1/connectors/*", NULL, admin},
 };
 
 static int method_allowed(const char *methods, const char *m)
@@ -290,6 +244,8 @@ static void reload(engine *e)
     hl_intake_set_config(e->intake, next);
     hl_normalizer_set_config(e->normalizer, next, maps);
     hl_dispatcher_set_config(e->dispatcher, next, l.plugins);
+    hl_admin_set_config(e->admin, next);
+    hl_stream_set_config(e->stream, next);
     hl_http_limits lim = limits_of(next);
     hl_http_server_set_limits(e->http, &lim);
     hl_config_destroy(old);
@@ -303,10 +259,16 @@ static void reload(engine *e)
 
 static void close_all(engine *e)
 {
-    uv_close((uv_handle_t *)&e->sigint, NULL);
-    uv_close((uv_handle_t *)&e->sigterm, NULL);
-    uv_close((uv_handle_t *)&e->sighup, NULL);
+    /* The signal handlers stay, so a late signal is not fatal; they no
+     * longer keep the loop running and are closed with the rest. */
+    e->closed = 1;
+    uv_unref((uv_handle_t *)&e->sigint);
+    uv_unref((uv_handle_t *)&e->sigterm);
+    uv_unref((uv_handle_t *)&e->sighup);
     uv_close((uv_handle_t *)&e->grace, NULL);
+    uv_close((uv_handle_t *)&e->settle, NULL);
+    hl_admin_close(e->admin);
+    hl_stream_close(e->stream);
     hl_normalizer_stop(e->normalizer);
     e->normalizer = NULL;
     hl_dispatcher_stop(e->dispatcher, HL_DISPATCH_GRACE_MS);
@@ -317,12 +279,24 @@ static void close_all(engine *e)
     }
 }
 
+/* Reads in the thread pool use the queue: close once they are back. */
+static void on_settle(uv_timer_t *t)
+{
+    engine *e = t->data;
+    if (hl_admin_busy(e->admin) || hl_stream_busy(e->stream)) {
+        uv_timer_start(&e->settle, on_settle, 10, 0);
+        return;
+    }
+    close_all(e);
+    HL_INFO("engine", "stopped");
+}
+
 static void on_http_done(hl_http_server *srv, void *ud)
 {
     engine *e = ud;
     (void)srv;
-    close_all(e);
-    HL_INFO("engine", "stopped");
+    hl_admin_close(e->admin); /* no retention pass starts any more */
+    on_settle(&e->settle);
 }
 
 static void on_grace(uv_timer_t *t)
@@ -343,6 +317,7 @@ static void stop(engine *e, const char *why)
     e->stopping = 1;
     HL_INFO("engine", "shutting down", "signal", why);
     hl_intake_stop(e->intake);
+    hl_stream_shutdown(e->stream);
     uv_timer_start(&e->grace, on_grace, HL_SHUTDOWN_GRACE_MS, 0);
     hl_http_server_shutdown(e->http, on_http_done, e);
 }
@@ -350,6 +325,11 @@ static void stop(engine *e, const char *why)
 static void on_signal(uv_signal_t *s, int signum)
 {
     engine *e = s->data;
+    if (e->closed) {
+        HL_INFO("engine", "signal after the stop; already closing",
+                "signal", signum == SIGHUP ? "SIGHUP" : "stop");
+        return;
+    }
     if (signum == SIGHUP)
         reload(e);
     else
@@ -364,6 +344,17 @@ static void close_walk(uv_handle_t *h, void *arg)
 }
 
 /* ---- start --------------------------------------------------------------- */
+
+/* How often to look for what is past its retention: a quarter of the
+ * shorter one, from a second to a minute. */
+static uint64_t retention_interval(const hl_config *cfg)
+{
+    uint64_t d = cfg->storage.retention_delivered_ms;
+    uint64_t f = cfg->storage.retention_failed_ms;
+    uint64_t m = d && f ? (d < f ? d : f) : d ? d : f;
+    m /= 4;
+    return m < 1000 ? 1000 : m > 60000 ? 60000 : m;
+}
 
 static int start(engine *e)
 {
@@ -380,6 +371,8 @@ static int start(engine *e)
     }
     uv_timer_init(&e->loop, &e->grace);
     e->grace.data = e;
+    uv_timer_init(&e->loop, &e->settle);
+    e->settle.data = e;
     char err[600];
     rc = hl_store_open(&e->loop, &e->cfg->storage, &e->queue, err, sizeof err);
     if (rc) {
@@ -399,6 +392,11 @@ static int start(engine *e)
                  hl_strerror(rc));
         return rc;
     }
+    if ((rc = hl_admin_create(&e->loop, e->queue, e->cfg, &e->admin)) ||
+        (rc = hl_stream_create(&e->loop, e->queue, e->cfg, &e->stream)))
+        return rc;
+    hl_admin_set_dispatcher(e->admin, e->dispatcher);
+    hl_admin_start_retention(e->admin, retention_interval(e->cfg));
     hl_http_limits l = limits_of(e->cfg);
     rc = hl_http_server_create(&e->loop, &l, on_request, e, &e->http);
     if (rc)
@@ -434,6 +432,8 @@ int hl_engine_run_take(const char *config_path, hl_loaded *l)
     if (!rc)
         rc = uv_run(&e.loop, UV_RUN_DEFAULT);
     /* After a failed start, close whatever is still open. */
+    hl_admin_close(e.admin);
+    hl_stream_close(e.stream);
     hl_normalizer_stop(e.normalizer);
     hl_dispatcher_stop(e.dispatcher, HL_DISPATCH_GRACE_MS);
     hl_mappings_destroy(e.maps);
@@ -445,6 +445,8 @@ int hl_engine_run_take(const char *config_path, hl_loaded *l)
     if (e.http)
         hl_http_server_destroy(e.http);
     hl_intake_destroy(e.intake);
+    hl_admin_destroy(e.admin);
+    hl_stream_destroy(e.stream);
     int closed = uv_loop_close(&e.loop);
     if (closed)
         HL_ERROR("engine", "event loop still had open handles at exit");
