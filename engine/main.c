@@ -1,4 +1,5 @@
-/* main.c - the hookline command line: run, check, version, help. */
+/* main.c - the hookline command line: run, check, connectors, render, version, help, and the commands over a running engine (cli.c). */
+#include "cli.h"
 #include "config.h"
 #include "engine.h"
 #include "err.h"
@@ -25,12 +26,25 @@ static const char usage_main[] =
     "Usage: hookline <command> [options]\n"
     "\n"
     "Commands:\n"
-    "  run       start the engine on a configuration file\n"
-    "  check     validate a configuration file without running it\n"
+    "  run         start the engine on a configuration file\n"
+    "  check       validate a configuration file without running it\n"
     "  connectors  list the connector plugins found, with their keys\n"
-    "  render    show the request a connector would send for an event\n"
-    "  version   print the version\n"
-    "  help      show help for a command\n"
+    "  render      show the request a connector would send for an event\n"
+    "  version     print the version\n"
+    "  help        show help for a command\n"
+    "\n"
+    "Commands for a running engine, over its admin API:\n"
+    "  events      list the webhooks received, or show one in full\n"
+    "  deliveries  list deliveries, or show one with its attempts\n"
+    "  retry       send one delivery again\n"
+    "  replay      send again the deliveries that match filters\n"
+    "  pause       hold a connector's deliveries\n"
+    "  resume      let a paused connector deliver again\n"
+    "  status      the connectors: state, circuit breaker, queue\n"
+    "  tail        follow what the engine does, live\n"
+    "These take --url (default: $HOOKLINE_URL, else\n"
+    "http://127.0.0.1:8080) and --token or --token-file (default:\n"
+    "$HOOKLINE_TOKEN): admin.token, or a tenant's token.\n"
     "\n"
     "Run 'hookline help <command>' or 'hookline <command> --help' for the\n"
     "options of a command.\n";
@@ -450,6 +464,14 @@ static const command commands[] = {
     {"check", usage_check, cmd_check},
     {"connectors", usage_connectors, cmd_connectors},
     {"render", usage_render, cmd_render},
+    {"events", hl_cli_usage_events, hl_cli_events},
+    {"deliveries", hl_cli_usage_deliveries, hl_cli_deliveries},
+    {"retry", hl_cli_usage_retry, hl_cli_retry},
+    {"replay", hl_cli_usage_replay, hl_cli_replay},
+    {"pause", hl_cli_usage_pause, hl_cli_pause},
+    {"resume", hl_cli_usage_resume, hl_cli_resume},
+    {"status", hl_cli_usage_status, hl_cli_status},
+    {"tail", hl_cli_usage_tail, hl_cli_tail},
     {"version", usage_version, cmd_version},
     {"help", usage_main, cmd_help},
 };
