@@ -10,7 +10,8 @@ DEB_PKGS := build-essential pkg-config clang curl \
             libuv1-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev \
             libyaml-dev libpcre2-dev libssl-dev libhttp-parser-dev \
             libcmocka-dev python3 python3-pytest python3-jsonschema wrk nginx-light \
-            webhook python3-aiosmtpd sqlite3
+            webhook python3-aiosmtpd sqlite3 python3-websockets \
+            python3-prometheus-client chromium prometheus-alertmanager openssl
 
 PKGS    := libuv libcurl jansson sqlite3 yaml-0.1 libpcre2-8 libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -131,8 +132,12 @@ $(BUILD)/test/unit/%: tests/unit/%.c $(BUILD)/test/libhookline.a
 test-build: $(BUILD)/hookline $(CONN_SO) $(BUILD)/test/hookline $(TEST_CONN_SO) \
             $(TEST_PLUGIN_SO) $(UNIT_BIN) $(FUZZ_BIN)
 
+# The engine in the foreground, and the quickstart's receiver beside it
+# printing each delivery; Ctrl-C stops both.
 run: deps $(BUILD)/hookline $(CONN_SO)
 	@mkdir -p var
+	@/usr/bin/python3 examples/quickstart/receiver.py --lines 14 & rcv=$$!; \
+	trap 'kill $$rcv 2>/dev/null' EXIT INT TERM; \
 	$(BUILD)/hookline run -c examples/quickstart/hookline.yaml
 
 test: deps
