@@ -1073,6 +1073,10 @@ static const key hmac_keys[] = {
     KEY("prefix", K_STR, hl_hmac_cfg, prefix, 0, NULL),
     KENUM("encoding", hl_hmac_cfg, encoding, "hex", encodings),
     KEY("secrets", K_LIST, hl_hmac_cfg, secrets, F_REQ | F_NONEMPTY, NULL),
+    KEY("timestamp_header", K_STR, hl_hmac_cfg, timestamp_header, F_NONEMPTY,
+        NULL),
+    KNUM("tolerance", K_DUR, hl_hmac_cfg, tolerance_ms, 0, "5m", 1000,
+         DAY_MS),
     END_KEYS};
 
 static const key timed_keys[] = {

@@ -97,6 +97,11 @@ typedef struct {
     const char *prefix; /* NULL: none */
     int encoding; /* hl_encoding */
     hl_strlist secrets; /* several while rotating */
+    /* Set: the signature covers "TIMESTAMP:BODY", the timestamp (Unix
+     * seconds) read from this header and within tolerance of now, as
+     * Grafana signs when given a timestamp header. */
+    const char *timestamp_header;
+    uint64_t tolerance_ms;
 } hl_hmac_cfg;
 
 /* Standard Webhooks ("whsec_" + base64 secrets) and Slack's v0 scheme. */

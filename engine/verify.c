@@ -401,8 +401,22 @@ static int check_hmac(const req *r, const hl_verify_cfg *v)
         if (rc)
             return rc;
     } while (i < n);
-    part pt = {r->body, r->len};
-    return match_secrets(r, "hmac", a, &v->hmac.secrets, false, &pt, 1, sigs,
+    if (!v->hmac.timestamp_header) {
+        part pt = {r->body, r->len};
+        return match_secrets(r, "hmac", a, &v->hmac.secrets, false, &pt, 1,
+                             sigs, nsigs);
+    }
+    size_t tn;
+    const char *ts = header(r, v->hmac.timestamp_header, &tn);
+    if (!ts)
+        return fail(r, HL_EVERIFY, "hmac: header %s is missing",
+                    v->hmac.timestamp_header);
+    int rc = check_time(r, "hmac", v->hmac.timestamp_header, ts, tn,
+                        v->hmac.tolerance_ms);
+    if (rc)
+        return rc;
+    part pts[] = {{ts, tn}, {":", 1}, {r->body, r->len}};
+    return match_secrets(r, "hmac", a, &v->hmac.secrets, false, pts, 3, sigs,
                          nsigs);
 }
 

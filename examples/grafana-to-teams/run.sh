@@ -26,9 +26,24 @@ say "an unsigned notification is refused"
 post /v1/hooks/grafana "$fixture"
 expect_status 401
 
+# Grafana signs "TIMESTAMP:BODY" when given a timestamp header.
+ts=$(date +%s)
+signed=$WORK/grafana-signed
+{ printf '%s:' "$ts"; cat "$fixture"; } > "$signed"
+signature=$(hmac_sha256_hex "$GRAFANA_WEBHOOK_SECRET" "$signed")
+
+say "a notification signed an hour ago is refused (a replay)"
+old=$WORK/grafana-old
+{ printf '%s:' "$((ts - 3600))"; cat "$fixture"; } > "$old"
+post /v1/hooks/grafana "$fixture" \
+    -H "X-Grafana-Alerting-Signature: $(hmac_sha256_hex "$GRAFANA_WEBHOOK_SECRET" "$old")" \
+    -H "X-Grafana-Alerting-Timestamp: $((ts - 3600))"
+expect_status 401
+
 say "Grafana notifies: two alerts firing"
 post /v1/hooks/grafana "$fixture" \
-    -H "X-Grafana-Alerting-Signature: $(hmac_sha256_hex "$GRAFANA_WEBHOOK_SECRET" "$fixture")" \
+    -H "X-Grafana-Alerting-Signature: $signature" \
+    -H "X-Grafana-Alerting-Timestamp: $ts" \
     -H 'User-Agent: Grafana'
 expect_status 202
 wait_accepted teams 2

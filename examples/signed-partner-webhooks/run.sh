@@ -37,8 +37,9 @@ post /v1/hooks/pagerduty "$pd" "${pd_headers[@]}" \
     -H "X-PagerDuty-Signature: v1=$(hmac_sha256_hex forged-secret "$pd")"
 expect_status 401
 
-say "PagerDuty: an incident is triggered"
-post /v1/hooks/pagerduty "$pd" "${pd_headers[@]}" -H "X-PagerDuty-Signature: $pd_sig"
+say "PagerDuty: an incident is triggered, signed with the old and the new secret while it rotates"
+post /v1/hooks/pagerduty "$pd" "${pd_headers[@]}" \
+    -H "X-PagerDuty-Signature: v1=$(hmac_sha256_hex next-pagerduty-secret "$pd"),$pd_sig"
 expect_status 202
 
 partner=$FIXTURES/datadog__webhook_default_template.json

@@ -424,6 +424,37 @@ static void test_hmac_several_signatures(void **state)
                 "hmac: header X-Sig does not start with \"v1=\"");
 }
 
+/* Grafana, given a timestamp header, signs "TIMESTAMP:BODY". */
+static void test_hmac_with_timestamp_header(void **state)
+{
+    (void)state;
+    hl_verify_cfg v = hmac_cfg(HL_HASH_SHA256, NULL, HL_ENC_HEX);
+    v.hmac.header = "X-Grafana-Alerting-Signature";
+    v.hmac.timestamp_header = "X-Grafana-Alerting-Timestamp";
+    v.hmac.tolerance_ms = 300000;
+    char signed_text[256], sig[200];
+    snprintf(signed_text, sizeof signed_text, "1700000000:%s", GH_BODY);
+    assert_int_equal(hl_sign_hmac(HL_HASH_SHA256, HL_ENC_HEX, NULL,
+                                  v.hmac.secrets.v[0], signed_text,
+                                  strlen(signed_text), sig, sizeof sig),
+                     0);
+    hdr h[] = {{"X-Grafana-Alerting-Signature", sig},
+               {"X-Grafana-Alerting-Timestamp", "1700000000"},
+               {NULL, NULL}};
+    pass(&v, h, GH_BODY, 1700000100);
+    expect_fail(&v, h, GH_BODY, 1700001000, HL_EVERIFY,
+                "hmac: X-Grafana-Alerting-Timestamp is outside the 5m "
+                "tolerance (16m40s in the past); check the sender's clock");
+    hdr other[] = {{"X-Grafana-Alerting-Signature", sig},
+                   {"X-Grafana-Alerting-Timestamp", "1700000001"},
+                   {NULL, NULL}};
+    expect_fail(&v, other, GH_BODY, 1700000100, HL_EVERIFY,
+                "hmac: signature does not match any configured secret");
+    hdr none[] = {{"X-Grafana-Alerting-Signature", sig}, {NULL, NULL}};
+    expect_fail(&v, none, GH_BODY, 1700000100, HL_EVERIFY,
+                "hmac: header X-Grafana-Alerting-Timestamp is missing");
+}
+
 static void test_hmac_mismatch(void **state)
 {
     (void)state;
@@ -901,6 +932,7 @@ int main(void)
         cmocka_unit_test(test_hmac_wrong_length),
         cmocka_unit_test(test_hmac_mismatch),
         cmocka_unit_test(test_hmac_several_signatures),
+        cmocka_unit_test(test_hmac_with_timestamp_header),
         cmocka_unit_test(test_hmac_empty_secret_is_a_config_error),
         cmocka_unit_test(test_standard_webhooks_missing_headers),
         cmocka_unit_test(test_standard_webhooks_timestamp_tolerance),
