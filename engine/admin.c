@@ -171,8 +171,6 @@ int hl_parse_when(const char *s, int64_t now_ms, int64_t *out)
         return HL_ESYNTAX;
     int y = atoi(s), mo = atoi(s + 5), d = atoi(s + 8);
     int h = atoi(s + 11), mi = atoi(s + 14), se = atoi(s + 17);
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
-        return HL_ESYNTAX;
     int64_t ms = 0;
     const char *p = s + 19;
     if (*p == '.') {

@@ -67,23 +67,21 @@ static int word(const char *s)
     return 1;
 }
 
-static int digits(const char *s, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!isdigit((unsigned char)s[i]))
-            return 0;
-    return 1;
-}
-
-/* RFC 3339: 2026-11-28T07:30:16(.123)?(Z|+01:00) */
+/* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), digit by digit. */
 int hl_event_time_valid(const char *s)
 {
-    if (strlen(s) < 20 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) ||
-        s[7] != '-' || !digits(s + 8, 2) || s[10] != 'T' ||
-        !digits(s + 11, 2) || s[13] != ':' || !digits(s + 14, 2) ||
-        s[16] != ':' || !digits(s + 17, 2))
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    size_t i;
+    for (i = 0; shape[i]; i++)
+        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
+            return 0;
+    int mo = (s[5] - '0') * 10 + s[6] - '0', d = (s[8] - '0') * 10 + s[9] - '0';
+    int h = (s[11] - '0') * 10 + s[12] - '0';
+    int mi = (s[14] - '0') * 10 + s[15] - '0';
+    int se = (s[17] - '0') * 10 + s[18] - '0';
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
         return 0;
-    const char *p = s + 19;
+    const char *p = s + i;
     if (*p == '.') {
         p++;
         if (!isdigit((unsigned char)*p))
@@ -93,8 +91,10 @@ int hl_event_time_valid(const char *s)
     }
     if (!strcmp(p, "Z"))
         return 1;
-    return (p[0] == '+' || p[0] == '-') && digits(p + 1, 2) && p[3] == ':' &&
-           digits(p + 4, 2) && !p[6];
+    return (p[0] == '+' || p[0] == '-') && isdigit((unsigned char)p[1]) &&
+           isdigit((unsigned char)p[2]) && p[3] == ':' &&
+           isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5]) &&
+           !p[6];
 }
 
 static const char *string_at(json_t *o, const char *key, const char *path,

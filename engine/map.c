@@ -1,8 +1,11 @@
 /* map.c - source mappings: schemas/sources/<kind>.yaml turn a stored webhook into canonical events. */
 #include "map.h"
 
+#include "event.h"
+
 #include "buf.h"
 #include "err.h"
+#include "event.h"
 #include "keypath.h"
 #include "template.h"
 #include "ydoc.h"
@@ -1028,36 +1031,6 @@ static char *clean_type(const char *in, const char *kind)
     return hl_buf_take(&b, NULL);
 }
 
-/* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), digit by digit. */
-static int is_rfc3339(const char *s)
-{
-    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
-    size_t i;
-    for (i = 0; shape[i]; i++)
-        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
-            return 0;
-    int mo = (s[5] - '0') * 10 + s[6] - '0', d = (s[8] - '0') * 10 + s[9] - '0';
-    int h = (s[11] - '0') * 10 + s[12] - '0';
-    int mi = (s[14] - '0') * 10 + s[15] - '0';
-    int se = (s[17] - '0') * 10 + s[18] - '0';
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
-        return 0;
-    const char *p = s + i;
-    if (*p == '.') {
-        p++;
-        if (!isdigit((unsigned char)*p))
-            return 0;
-        while (isdigit((unsigned char)*p))
-            p++;
-    }
-    if (!strcmp(p, "Z"))
-        return 1;
-    return (p[0] == '+' || p[0] == '-') && isdigit((unsigned char)p[1]) &&
-           isdigit((unsigned char)p[2]) && p[3] == ':' &&
-           isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5]) &&
-           !p[6];
-}
-
 static void format_ms(int64_t ms, char out[40])
 {
     time_t secs = (time_t)(ms / 1000);
@@ -1073,7 +1046,7 @@ static json_t *event_time(evalctx *ec, const spec *s, int64_t received_ms)
 {
     char buf[40];
     json_t *v = eval(ec, s);
-    if (json_is_string(v) && is_rfc3339(json_string_value(v)))
+    if (json_is_string(v) && hl_event_time_valid(json_string_value(v)))
         return v;
     double num = 0;
     if (json_is_number(v))
