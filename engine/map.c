@@ -1,8 +1,6 @@
 /* map.c - source mappings: schemas/sources/<kind>.yaml turn a stored webhook into canonical events. */
 #include "map.h"
 
-#include "event.h"
-
 #include "buf.h"
 #include "err.h"
 #include "event.h"
