@@ -1506,9 +1506,11 @@ static void check_route_list(ld_t *ld, const hl_ynode *rn, const char *field,
         for (size_t k = 0; k < n && !found; k++)
             found = !strcmp(*(const char *const *)((const char *)arr + k * elem),
                             l->v[j]);
-        if (found || (!strcmp(what, "tenant") && n == 0 &&
-                      !strcmp(l->v[j], "default")))
-            continue;
+        if (found ||
+            (!strcmp(what, "tenant") && n == 0 &&
+             !strcmp(l->v[j], "default")) ||
+            (!strcmp(what, "source") && !strcmp(l->v[j], HL_API_SOURCE)))
+            continue; /* events published with POST /v1/events */
         const hl_ynode *ln = !strcmp(field, "to") ? node_at(rn, "to", NULL)
                                                 : node_at(rn, "match", field);
         size_t mark = path_push(ld, strcmp(field, "to") ? ".match.%s" : ".%s",

@@ -1189,8 +1189,7 @@ static int write_ask(store *s, job *j, int64_t *delta, uint64_t *back,
     *delta += (int64_t)r.queued;
     *back += r.back;
     *created += r.live;
-    if (r.cursor)
-        rep->cursor = 1;
+    rep->reread |= r.reread;
     rep->purged |= r.purged;
     return rc;
 }
@@ -1299,12 +1298,15 @@ static int commit_batch(store *s, job *batch, size_t n)
     else
         atomic_fetch_sub(&s->backlog, (uint64_t)-delta);
     atomic_fetch_add(&s->events, fresh);
-    if (rep.cursor)
+    if (rep.reread)
         atomic_store(&s->settle_failed, 1); /* read from the cursor */
     if (fresh || back || atomic_load(&s->settle_failed))
         run_hook(s, 0);
-    if (rep.purged)
-        step_done(s->st_vacuum);
+    if (rep.purged) { /* one page a step: step until it is done */
+        while (sqlite3_step(s->st_vacuum) == SQLITE_ROW)
+            ;
+        sqlite3_reset(s->st_vacuum);
+    }
     if (created)
         run_hook(s, 1);
     atomic_fetch_add(&s->commits, 1);
@@ -1562,9 +1564,12 @@ static int enqueue(store *s, job *j)
         free(j);
         return rc;
     }
-    int settle = j->kind == JOB_SETTLE || j->kind == JOB_RETRY;
+    /* Operators' repairs (a replay, a purge) are written like outcomes of
+     * normalizing: in transactions of their own, never in intake's. */
+    int settle = j->kind == JOB_SETTLE || j->kind == JOB_RETRY ||
+                 j->kind == JOB_ASK;
     int delivery = j->kind == JOB_LEASE || j->kind == JOB_FINISH ||
-                   j->kind == JOB_KV || j->kind == JOB_ASK;
+                   j->kind == JOB_KV;
     job **head = settle ? &s->set_head : delivery ? &s->dl_head : &s->in_head;
     job **tail = settle ? &s->set_tail : delivery ? &s->dl_tail : &s->in_tail;
     if (*tail)
@@ -2039,10 +2044,13 @@ static int open_db(store *s, const hl_storage_cfg *cfg, char *err,
     sqlite3_busy_timeout(s->db, 1000);
     if ((rc = check_identity(s->db, path, err, errlen)))
         return rc;
-    char sql[200];
+    char sql[300];
     snprintf(sql, sizeof sql,
              "PRAGMA auto_vacuum = INCREMENTAL;"
              "PRAGMA journal_mode = WAL;"
+             /* A WAL that grew while a backlog was normalized is cut back
+              * once a checkpoint has caught up. */
+             "PRAGMA journal_size_limit = 67108864;"
              "PRAGMA synchronous = %s;"
              "PRAGMA foreign_keys = ON;",
              cfg->durability == HL_DURABILITY_FULL ? "FULL" : "NORMAL");

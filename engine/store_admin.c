@@ -645,7 +645,7 @@ static int normalize_again(sqlite3 *db, const hl_query *q, json_t **out,
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE)
             return rc;
-        rep->cursor = low - 1;
+        rep->reread = 1;
     }
     rep->back += n;
     *out = json_pack("{s:I, s:b}", "requeued", (json_int_t)n, "more",
@@ -678,11 +678,16 @@ static int purgeable(sqlite3_stmt *chk, const char *id, const char *state,
     sqlite3_bind_text(chk, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(chk, 2, q->delivered_before);
     sqlite3_bind_int64(chk, 3, q->failed_before);
-    int keep = sqlite3_step(chk) == SQLITE_ROW;
+    int keep = 1, any = 0;
+    if (sqlite3_step(chk) == SQLITE_ROW) {
+        any = sqlite3_column_int(chk, 0) > 0;
+        keep = sqlite3_column_int(chk, 1) > 0;
+    }
     sqlite3_reset(chk);
     sqlite3_clear_bindings(chk);
-    /* An event no route took counts as delivered. */
-    return !keep && received < q->delivered_before;
+    /* Finished and past its own retention; an event no route took counts
+     * as delivered. */
+    return !keep && (any || received < q->delivered_before);
 }
 
 static int purge(sqlite3 *db, const hl_query *q, json_t **out,
@@ -707,10 +712,11 @@ static int purge(sqlite3 *db, const hl_query *q, json_t **out,
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(
             db,
-            "SELECT 1 FROM canonical c JOIN deliveries d ON d.canonical_id = "
-            "c.id WHERE c.event_id = ?1 AND (d.state NOT IN ('delivered', "
+            "SELECT count(*), coalesce(sum(d.state NOT IN ('delivered', "
             "'failed', 'expired') OR (d.state = 'delivered' AND d.updated_at "
-            ">= ?2) OR (d.state <> 'delivered' AND d.updated_at >= ?3)) LIMIT 1",
+            ">= ?2) OR (d.state <> 'delivered' AND d.updated_at >= ?3)), 0) "
+            "FROM canonical c JOIN deliveries d ON d.canonical_id = c.id "
+            "WHERE c.event_id = ?1",
             -1, &chk, NULL);
     if (rc != SQLITE_OK)
         goto out;
@@ -738,11 +744,27 @@ static int purge(sqlite3 *db, const hl_query *q, json_t **out,
              k++)
             rc = exec_bound(db, del[k], ids[i]);
     free(ids);
+    if (rc == SQLITE_OK && n) {
+        /* With the newest webhooks purged, SQLite gives their seqs out
+         * again: the normalize cursor must not stay above them. */
+        sqlite3_stmt *st;
+        rc = sqlite3_prepare_v2(db,
+                                "UPDATE normalize_cursor SET seq = coalesce("
+                                "(SELECT max(seq) FROM events), 0) WHERE id = "
+                                "1 AND seq > coalesce((SELECT max(seq) FROM "
+                                "events), 0)",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK
+                                                  : sqlite3_errcode(db);
+            rep->reread |= sqlite3_changes(db) > 0;
+            sqlite3_finalize(st);
+        }
+    }
     if (rc == SQLITE_OK) {
-        /* The stream's notes are kept as long as the shorter retention. */
-        int64_t low = q->delivered_before < q->failed_before
-                          ? q->delivered_before
-                          : q->failed_before;
+        /* The stream's notes are kept as long as the shorter retention:
+         * the later of the two cut-offs. */
+        int64_t low = cut;
         sqlite3_stmt *st;
         rc = sqlite3_prepare_v2(db,
                                 "DELETE FROM stream WHERE seq IN (SELECT seq "

@@ -31,8 +31,8 @@ int hl__ask_read(sqlite3 *db, const hl_query *q, json_t **out);
  * *live deliveries that became due (the dispatcher is woken). */
 typedef struct {
     uint64_t queued, back, live;
-    int64_t cursor; /* normalize from after this seq; 0: unchanged */
-    int purged;     /* rows were deleted: vacuum after the commit */
+    int reread; /* the normalize cursor moved back: read from it again */
+    int purged; /* rows were deleted: vacuum after the commit */
 } hl__repair;
 
 int hl__ask_write(sqlite3 *db, hl__notes *nb, const hl_query *q,
