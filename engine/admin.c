@@ -422,8 +422,10 @@ static int filter(work *w, const hl_principal *who, param_fn get, void *ctx,
         }
         q->tenant = w->tenant;
     }
-    if (!who->admin)
-        q->tenant = who->tenant;
+    if (!who->admin) { /* copied: the work outlives the caller's frame */
+        snprintf(w->tenant, sizeof w->tenant, "%s", who->tenant);
+        q->tenant = w->tenant;
+    }
     if (get(ctx, "source", w->source, sizeof w->source) && *w->source)
         q->source = w->source;
     if (get(ctx, "type", w->type, sizeof w->type) && *w->type)
@@ -593,9 +595,13 @@ static void repair(hl_admin *a, hl_http_req *req, const hl_principal *who,
 
 /* ---- POST /v1/events ----------------------------------------------------- */
 
+/* A published event until its append has run: the queue borrows every
+ * string of the inbound event until then. */
 typedef struct {
     hl_http_req *req;
     char id[HL_ID_LEN + 1];
+    char tenant[80];
+    char corr[130];
     char *body;
     char *idem;
 } publish_t;
@@ -647,8 +653,6 @@ static void publish(hl_admin *a, hl_http_req *req, const hl_principal *who)
             return;
         }
     }
-    char tenant_copy[80];
-    snprintf(tenant_copy, sizeof tenant_copy, "%s", tenant);
     publish_t *p = calloc(1, sizeof *p);
     int64_t now = hl_now_ms();
     if (!p || hl_id_new(now, p->id)) {
@@ -658,10 +662,10 @@ static void publish(hl_admin *a, hl_http_req *req, const hl_principal *who)
                               "out of memory; retry later", NULL);
         return;
     }
-    char corr[130];
+    snprintf(p->tenant, sizeof p->tenant, "%s", tenant);
     const char *rid = hl_http_header_get(req, "X-Request-ID");
-    snprintf(corr, sizeof corr, "%.128s", rid && *rid ? rid : p->id);
-    if (hl_event_complete(ev, tenant_copy, p->id, corr, now, why,
+    snprintf(p->corr, sizeof p->corr, "%.128s", rid && *rid ? rid : p->id);
+    if (hl_event_complete(ev, p->tenant, p->id, p->corr, now, why,
                           sizeof why)) {
         json_decref(ev);
         free(p);
@@ -683,9 +687,9 @@ static void publish(hl_admin *a, hl_http_req *req, const hl_principal *who)
     const char *idem = hl_http_header_get(req, "Idempotency-Key");
     if (idem && *idem) {
         /* Keys are kept per tenant. */
-        size_t n = strlen(tenant_copy) + strlen(idem) + 2;
+        size_t n = strlen(p->tenant) + strlen(idem) + 2;
         if ((p->idem = malloc(n)))
-            snprintf(p->idem, n, "%s:%s", tenant_copy, idem);
+            snprintf(p->idem, n, "%s:%s", p->tenant, idem);
     }
     if (!p->body || (idem && *idem && !p->idem)) {
         free(p->body);
@@ -696,10 +700,10 @@ static void publish(hl_admin *a, hl_http_req *req, const hl_principal *who)
         return;
     }
     hl_inbound in = {
-        .tenant = tenant_copy,
+        .tenant = p->tenant,
         .source = HL_API_SOURCE,
         .content_type = "application/json",
-        .correlation_id = corr,
+        .correlation_id = p->corr,
         .idem_key = p->idem,
         .headers_json = "{}",
         .body = p->body,

@@ -993,6 +993,13 @@ static const char *outcome_name(const hl_attempt_row *r)
     }
 }
 
+/* A delivery the destination took: its status says it all (a delivery
+ * never sent, such as one the connector skipped, keeps why). */
+static int quiet_reason(const hl_attempt_row *r)
+{
+    return r->state == HL_DS_DELIVERED && r->status;
+}
+
 /* delivery.state for a finished attempt; u is on the updated row
  * (RETURNING event_id, canonical_id, tenant, source, connector). */
 static int note_finish(store *s, const hl_attempt_row *r, sqlite3_stmt *u)
@@ -1007,7 +1014,7 @@ static int note_finish(store *s, const hl_attempt_row *r, sqlite3_stmt *u)
         source, "connector", connector, "state",
         hl_delivery_state_name(r->state), "attempt", (int)r->attempt,
         "error_class", r->error_class, "reason",
-        r->state == HL_DS_DELIVERED ? NULL : r->reason);
+        quiet_reason(r) ? NULL : r->reason);
     if (f && r->status)
         json_object_set_new(f, "status", json_integer(r->status));
     if (f && r->next_ms &&
@@ -1036,7 +1043,7 @@ static int write_finish(store *s, job *j, int64_t *delta)
             sqlite3_bind_int(u, 5, r->status);
         else
             sqlite3_bind_null(u, 5);
-        bind_opt(u, 6, r->state == HL_DS_DELIVERED ? NULL : r->reason);
+        bind_opt(u, 6, quiet_reason(r) ? NULL : r->reason);
         sqlite3_bind_int64(u, 7, r->attempt);
         sqlite3_bind_int(u, 8, !r->counted);
         rc = sqlite3_step(u);

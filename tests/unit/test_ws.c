@@ -939,7 +939,8 @@ static int on_server_msg(void *ud, const hl_ws_message *m)
         hl_buf_init(&out, NULL, 0);
         assert_int_equal(hl_ws_close_frame(&out, HL_WS_NORMAL, "bye", NULL), 0);
         assert_int_equal(hl_http_raw_write(h->raw, out.p, out.len), 0);
-        assert_true(hl_http_raw_pending(h->raw) > 0);
+        /* What the socket took at once is not pending. */
+        assert_true(hl_http_raw_pending(h->raw) <= out.len);
         hl_buf_free(&out);
         hl_http_raw_close(h->raw);
         /* Closing: nothing more is accepted. */
