@@ -1,12 +1,12 @@
 /* dispatch.c - the dispatcher: leased deliveries -> connector render -> libcurl -> classify -> settled. */
 #include "dispatch.h"
-#include "metrics.h"
 
 #include "client.h"
 #include "err.h"
 #include "fileout.h"
 #include "id.h"
 #include "log.h"
+#include "metrics.h"
 #include "netguard.h"
 #include "policy.h"
 #include "redact.h"

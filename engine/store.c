@@ -113,7 +113,7 @@ typedef struct {
     sqlite3_stmt *st_kv_get; /* on rd_db */
     hl__notes notes;           /* made by the transaction being written */
     _Atomic int64_t notes_seq; /* the last committed */
-    hl_metric *m_batch, *m_commit;
+    hl_metric *m_batch, *m_commit, *m_fsync;
     hl_notes_cb notes_hook;
     void *notes_ud;
     /* Operators' questions read on their own connection. */
@@ -1266,8 +1266,13 @@ static int commit_batch(store *s, job *batch, size_t n)
         sqlite3_bind_int64(s->st_cursor, 1, cursor);
         rc = step_done(s->st_cursor);
     }
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK) {
+        /* COMMIT is where the WAL is written and, under durability full,
+         * fsynced. */
+        uint64_t c0 = now_us();
         rc = step_done(s->st_commit);
+        hl_metric_observe(s->m_fsync, NULL, (double)(now_us() - c0) / 1e6);
+    }
     if (rc != SQLITE_OK && cursor)
         atomic_store(&s->settle_failed, 1);
     uint64_t fresh = 0;
@@ -2168,6 +2173,11 @@ int hl_store_open(uv_loop_t *loop, const hl_storage_cfg *cfg, hl_queue **out,
         "hookline_store_commit_duration_seconds",
         "Time to commit one transaction, fsync included when durability "
         "is full.",
+        "", hl_metric_latency_bounds, hl_metric_latency_n);
+    s->m_fsync = hl_metric_histogram(
+        "hookline_store_fsync_seconds",
+        "The COMMIT of one transaction: writing the WAL and, when durability "
+        "is full, its fsync.",
         "", hl_metric_latency_bounds, hl_metric_latency_n);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);

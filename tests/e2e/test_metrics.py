@@ -294,6 +294,9 @@ def test_metrics_after_traffic(engine, tmp_path):
         commits, took = check_histogram(
             fams, "hookline_store_commit_duration_seconds")
         assert batches == commits >= 3
+        fsyncs, fsync_took = check_histogram(
+            fams, "hookline_store_fsync_seconds")
+        assert fsyncs == commits and 0 < fsync_took <= took
         # Three webhooks, three settled, eight deliveries' outcomes and six
         # attempts at least.
         assert writes >= 3
