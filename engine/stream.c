@@ -9,6 +9,7 @@
 #include "ws.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,10 @@ struct hl_stream {
     hl_config *cfg;
     uv_async_t async;
     uv_timer_t heartbeat;
+    /* From the writer's thread: the newest seq committed, and whether
+     * any client listens (else notes are not copied at all). */
+    _Atomic int64_t seen;
+    _Atomic int watching;
     /* From the writer's thread, under mu. */
     pthread_mutex_t mu;
     hl_note *pending;
@@ -96,6 +101,11 @@ static int note_copy(hl_note *dst, const hl_note *src)
 static void on_notes(void *ud, const hl_note *v, size_t n)
 {
     hl_stream *s = ud;
+    if (!n)
+        return;
+    atomic_store(&s->seen, v[n - 1].seq);
+    if (!atomic_load(&s->watching))
+        return; /* nobody to tell: a client that comes reads the store */
     pthread_mutex_lock(&s->mu);
     if (s->n_pending + n > s->cap_pending) {
         size_t cap = s->cap_pending ? s->cap_pending : 256;
@@ -242,9 +252,12 @@ static void fetch(client *c);
 static void pump(client *c, int live)
 {
     hl_stream *s = c->s;
-    while (c->raw && !c->closing && !c->fetching && c->next <= s->last) {
-        if (c->next < s->first) {
-            fetch(c);
+    int64_t newest = atomic_load(&s->seen);
+    if (newest < s->last)
+        newest = s->last;
+    while (c->raw && !c->closing && !c->fetching && c->next <= newest) {
+        if (c->next < s->first || c->next > s->last) {
+            fetch(c); /* not in the ring: from the store */
             return;
         }
         const hl_note *n = ring_at(s, c->next);
@@ -299,8 +312,8 @@ static void after_fetch(uv_work_t *u, int status)
             c->next = n->seq + 1;
         }
         /* Nothing stored from there: what is older was purged. */
-        if (!f->n && c->next < c->s->first)
-            c->next = c->s->first;
+        if (!f->n && c->next <= f->last)
+            c->next = f->last + 1;
         if (i == f->n)
             pump(c, 0);
     }
@@ -407,6 +420,8 @@ static void on_close(hl_http_raw *r, void *ud)
             break;
         }
     s->n_clients--;
+    if (!s->n_clients)
+        atomic_store(&s->watching, 0);
     hl_metric_set(s->m_clients, NULL, (double)s->n_clients);
     client_release(c);
 }
@@ -546,9 +561,15 @@ void hl_stream_handle(hl_stream *s, hl_http_req *req)
     c->s = s;
     c->refs = 1;
     hl_ws_parser_init(&c->parser, MAX_IN, 1);
-    /* A since past the newest note (a store that was started afresh):
-     * from now on. */
-    c->next = since >= 0 && since <= s->last ? since + 1 : s->last + 1;
+    /* Listen first, then read where the store is (on_notes does the
+     * reverse): a note committed meanwhile is either copied for us or
+     * before our start. A since past the newest note (a store that was
+     * started afresh): from now on. */
+    atomic_store(&s->watching, 1);
+    int64_t newest = atomic_load(&s->seen);
+    if (newest < s->last)
+        newest = s->last;
+    c->next = since >= 0 && since <= newest ? since + 1 : newest + 1;
     c->raw = hl_http_upgrade(req, extra, &cbs, c);
     if (!c->raw) {
         hl_ws_parser_close(&c->parser);
@@ -593,6 +614,7 @@ int hl_stream_create(uv_loop_t *loop, hl_queue *q, hl_config *cfg,
     hl_notes_free(none, n);
     s->last = last;
     s->first = last + 1;
+    atomic_store(&s->seen, last);
     uint64_t beat = cfg->stream.heartbeat_ms ? cfg->stream.heartbeat_ms
                                              : 30000;
     uv_timer_start(&s->heartbeat, on_heartbeat, beat, beat);
