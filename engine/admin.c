@@ -569,6 +569,16 @@ static void repair(hl_admin *a, hl_http_req *req, const hl_principal *who,
         free(w);
         return;
     }
+    if (kind == HL_R_NORMALIZE &&
+        (w->q.type || w->q.state || w->q.connector)) {
+        hl_http_respond_error(req, 400, "invalid_parameter",
+                              "normalize takes tenant, source, event, since "
+                              "and until: unparsed webhooks have no type, "
+                              "state or connector yet",
+                              NULL);
+        free(w);
+        return;
+    }
     if (kind == HL_R_REPLAY && w->q.state) {
         /* Never what is in flight; and queued ones are already in line. */
         for (const char *p = w->q.state; *p;) {

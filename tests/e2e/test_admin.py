@@ -811,6 +811,10 @@ def test_normalize_again_after_the_mapping_is_fixed(engine, tmp_path):
         status, doc, _ = api(e, "POST", "/v1/normalize?since=whenever")
         assert status == 400 and "since 'whenever' is not a time" in \
             error_of(doc)[1]
+        status, doc, _ = api(e, "POST", "/v1/normalize",
+                             body={"connector": "a-out"})
+        assert status == 400 and "normalize takes tenant, source, event" in \
+            error_of(doc)[1]
         assert e.stop() == 0
 
         generic.write_text(good)
