@@ -62,6 +62,9 @@ typedef struct conn {
     int64_t wait_until; /* ready deliveries wait for the gate until then */
     int more;         /* deliveries may be due now */
     int64_t next_due; /* -1: nothing waits */
+    /* The soonest retry settled while a lease was on its way: that lease's
+     * next due time was read before the writer knew of it. -1: none. */
+    int64_t due_unseen;
     int held;         /* hl_hold: paused, or disabled by a 410 */
     int gone;         /* no longer configured */
 } conn;
@@ -264,6 +267,12 @@ static const char *error_class(const hl_xfer_res *res, int kind)
     return NULL;
 }
 
+/* The sooner of two due times; -1 is none. */
+static int64_t due_min(int64_t a, int64_t b)
+{
+    return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
 /* What an attempt says of the destination, for the circuit breaker. */
 static void gate_account(hl_dispatcher *d, conn *c, const hlc_outcome *o,
                          const hl_xfer_res *res, int counted, int64_t now)
@@ -392,9 +401,11 @@ static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
         r->response = red ? hl_redact_text(red, res->body, n, NULL)
                           : strndup(res->body, n);
     }
-    if (r->state == HL_DS_RETRYING && r->next_ms &&
-        (c->next_due < 0 || r->next_ms < c->next_due))
-        c->next_due = r->next_ms;
+    if (r->state == HL_DS_RETRYING && r->next_ms) {
+        c->next_due = due_min(c->next_due, r->next_ms);
+        if (c->leasing)
+            c->due_unseen = due_min(c->due_unseen, r->next_ms);
+    }
     if (counted)
         atomic_fetch_add(&d->attempts, 1);
     if (hl_log_get_level() <= HL_LOG_DEBUG) {
@@ -771,6 +782,10 @@ static void pump(hl_dispatcher *d, conn *c)
     c->more = 0;
     c->asked = cap - have;
     c->leasing = 1;
+    c->due_unseen = -1;
+    /* Outcomes recorded so far go first, so the lease's next due time
+     * counts their retries (the writer takes the two in order). */
+    flush_pending(d);
     pthread_mutex_lock(&d->mu);
     d->leases_out++;
     pthread_mutex_unlock(&d->mu);
@@ -800,6 +815,8 @@ static void got_lease(hl_dispatcher *d, conn *c, hl_lease *l)
         c->next_due = hl_now_ms() + LEASE_RETRY_MS;
     else if (l->n >= c->asked)
         c->more = 1; /* there may be more than we asked for */
+    c->next_due = due_min(c->next_due, c->due_unseen);
+    c->due_unseen = -1;
     ready *r = l->n ? calloc(1, sizeof *r) : NULL;
     if (!r) {
         if (l->n)
@@ -849,6 +866,7 @@ static conn *conn_new(hl_dispatcher *d, const char *name)
     *(hl_dispatcher **)(c + 1) = d;
     snprintf(c->name, sizeof c->name, "%s", name);
     c->next_due = -1;
+    c->due_unseen = -1;
     c->wait_until = -1;
     c->more = 1; /* look for what waits from before */
     d->conns[d->n_conns++] = c;

@@ -31,6 +31,7 @@ from mock_incident import (MockJira, MockOpsgenie, MockPagerDuty, adf_problems,
                            adf_text, jira_issue_problems,
                            opsgenie_alert_problems, pagerduty_problems)
 from sink import Answer
+from test_policies import ADMIN_TOKEN, hold_while_posting
 
 GOLDEN = ROOT / "tests" / "data" / "golden"
 EXPECTED = ROOT / "tests" / "data" / "connectors"
@@ -921,6 +922,34 @@ def test_jira_issue_per_dedupkey_survives_a_restart(tmp_path):
         finally:
             assert e.stop() == 0
 
+
+def test_jira_events_waiting_for_their_issue_are_tried_on_schedule(engine,
+                                                                  tmp_path):
+    """The four events are leased together and three of them wait at once
+    (their render says retry): they are tried again on their 200 ms
+    schedule, not when their leases run out. The lease asked for right
+    after them must see those retries (it once read them as still being
+    sent, 90 s away with a 60 s timeout)."""
+    with MockJira(basic=JIRA_BASIC) as jr:
+        gate = jr.hold("/rest/api/3/issue")
+        policies = FAST.replace("[0s, 100ms, 100ms, 100ms]",
+                                "[0s, 200ms], max_attempts: 100")
+        e = engine(engine_config(jira_yaml(jr), timeout="60s",
+                                 policies=policies + "    max_in_flight: 2\n")
+                   + f"admin:\n  token: {ADMIN_TOKEN}\n")
+        db = tmp_path / "hookline.db"
+        hold_while_posting(e, db, "out", 4, lambda: [
+            post(e, alert(text=f"n{i}")) for i in range(4)])
+        # Each of the three has waited twice: the second try is the one the
+        # schedule owes them.
+        wait_rows(db, "SELECT count(*) FROM deliveries WHERE attempts >= 2 "
+                      "AND state = 'retrying'", [(3,)])
+        gate.set()
+        wait_rows(db, "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
+                  [(4,)])
+        assert list(jr.issues) == ["OPS-1"]
+        assert len(jr.issues["OPS-1"]["comments"]) == 3
+        assert e.stop() == 0
 
 def test_jira_resolved_without_a_transition_comments(engine, tmp_path):
     with MockJira(basic=JIRA_BASIC) as jr:
