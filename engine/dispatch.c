@@ -273,9 +273,11 @@ static int64_t due_min(int64_t a, int64_t b)
     return a < 0 || (b >= 0 && b < a) ? b : a;
 }
 
-/* What an attempt says of the destination, for the circuit breaker. */
-static void gate_account(hl_dispatcher *d, conn *c, const hlc_outcome *o,
-                         const hl_xfer_res *res, int counted, int64_t now)
+/* What an attempt says of the destination, for the circuit breaker;
+ * returns the circuit's change (HL_GATE_OPENED, HL_GATE_CLOSED or none),
+ * which settle notes on the stream after the attempt that caused it. */
+static int gate_account(hl_dispatcher *d, conn *c, const hlc_outcome *o,
+                        const hl_xfer_res *res, int counted, int64_t now)
 {
     int result = HL_GATE_NEUTRAL;
     if (counted && o->verdict == HLC_DELIVERED)
@@ -299,15 +301,14 @@ static void gate_account(hl_dispatcher *d, conn *c, const hlc_outcome *o,
         c->reopened = 1;
         atomic_fetch_add(&d->circuit_opened, 1);
         publish(d, c);
-        note_connector(d, c, "circuit_open", "consecutive failures");
     } else if (change == HL_GATE_CLOSED) {
         HL_INFO("dispatch", "circuit closed: the probe succeeded",
                 "connector", c->name);
         atomic_fetch_add(&d->circuit_closed, 1);
         c->more = 1;
         publish(d, c);
-        note_connector(d, c, "circuit_closed", "a probe succeeded");
     }
+    return change;
 }
 
 static const char *outcome_label(int state)
@@ -383,7 +384,7 @@ static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
                          1);
         break;
     }
-    gate_account(d, c, o, res, counted, now);
+    int circuit = gate_account(d, c, o, res, counted, now);
     if (counted) {
         const char *v[] = {c->name, outcome_label(r->state)};
         hl_metric_add(d->m_attempts, v, 1);
@@ -414,6 +415,15 @@ static void settle(attempt *a, const hlc_outcome *o, const hl_xfer_res *res,
         HL_DEBUG("dispatch", "attempt", "delivery", a->it.id, "connector",
                  c->name, "state", hl_delivery_state_name(r->state), "status",
                  st, "reason", o->reason);
+    }
+    /* The circuit's change follows, on the stream, the attempt that made
+     * it: the attempt's record goes to the writer first. */
+    if (circuit == HL_GATE_OPENED || circuit == HL_GATE_CLOSED) {
+        flush_pending(d);
+        if (circuit == HL_GATE_OPENED)
+            note_connector(d, c, "circuit_open", "consecutive failures");
+        else
+            note_connector(d, c, "circuit_closed", "a probe succeeded");
     }
 }
 

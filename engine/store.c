@@ -1578,10 +1578,13 @@ static int enqueue(store *s, job *j)
     }
     /* Operators' repairs (a replay, a purge) are written like outcomes of
      * normalizing: in transactions of their own, never in intake's. */
+    int detached = j->kind == JOB_ASK && j->ask.detached;
     int settle = j->kind == JOB_SETTLE || j->kind == JOB_RETRY ||
-                 j->kind == JOB_ASK;
+                 (j->kind == JOB_ASK && !detached);
+    /* A connector's own note (its circuit) is written in order with the
+     * attempts that caused it. */
     int delivery = j->kind == JOB_LEASE || j->kind == JOB_FINISH ||
-                   j->kind == JOB_KV;
+                   j->kind == JOB_KV || detached;
     job **head = settle ? &s->set_head : delivery ? &s->dl_head : &s->in_head;
     job **tail = settle ? &s->set_tail : delivery ? &s->dl_tail : &s->in_tail;
     if (*tail)

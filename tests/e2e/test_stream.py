@@ -765,7 +765,8 @@ policies:
     assert op["reason"] == "consecutive failures"
     (cl,) = r.notes("connector.state", connector="flap",
                     state="circuit_closed")
-    assert op["seq"] < cl["seq"] < fd["seq"]
+    # Each change of the circuit follows the attempt that made it.
+    assert fr["seq"] < op["seq"] < fd["seq"] < cl["seq"]
     (dis,) = r.notes("connector.state", connector="gone")
     assert dis["state"] == "disabled" and dis["reason"].startswith("HTTP 410")
     (gone,) = only("gone", "retrying")
