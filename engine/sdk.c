@@ -647,7 +647,7 @@ void hl_classify_default(const hl_xfer_res *res, hlc_outcome *out)
         return;
     }
     if (res->status >= 200 && res->status < 300) {
-        outcome(out, HLC_DELIVERED, -1, "%d", s);
+        outcome(out, HLC_DELIVERED, -1, "HTTP %d", s);
         return;
     }
     char ra[64];

@@ -438,7 +438,7 @@ static void classify(void *state, const hlc_json *ev, const hlc_delivery *d,
     char line[120];
     hlcu_body_line(body, len, line, sizeof line);
     if (status >= 200 && status < 300) {
-        snprintf(out->reason, sizeof out->reason, "%d%s%s", status,
+        snprintf(out->reason, sizeof out->reason, "HTTP %d%s%s", status,
                  *line ? " " : "", line);
         return;
     }

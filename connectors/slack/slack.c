@@ -679,7 +679,8 @@ static void classify(void *state, const hlc_json *ev, const hlc_delivery *d,
     hlcu_body_line(body, len, word, sizeof word);
     const char *sep = *word ? " " : "";
     if (status >= 200 && status < 300) {
-        snprintf(out->reason, sizeof out->reason, "%d%s%s", status, sep, word);
+        snprintf(out->reason, sizeof out->reason, "HTTP %d%s%s", status, sep,
+                 word);
         return;
     }
     if (status == 429) {

@@ -428,7 +428,7 @@ static void judge_success(const hlc_api *a, const hlc_response *r, int status,
     const char *body = a->response_body(r, &len);
     char line[200];
     hlcu_body_line(body, len, line, sizeof line);
-    snprintf(out->reason, sizeof out->reason, "%d%s%.100s", status,
+    snprintf(out->reason, sizeof out->reason, "HTTP %d%s%.100s", status,
              *line ? " " : "", line);
     if (!*line || !strcmp(line, "1"))
         return;

@@ -590,7 +590,7 @@ def test_slack_classifies_every_documented_answer(engine, tmp_path):
         assert mock.rejected == []
         assert len(mock.messages) == len(SLACK_CASES)
         want = {
-            "s-ok": (200, "delivered", None, "200 ok"),
+            "s-ok": (200, "delivered", None, "HTTP 200 ok"),
             "s-invalid": (400, "failed", "http_4xx",
                           "HTTP 400 invalid_payload: Slack could not read"),
             "s-user": (400, "failed", "http_4xx",
@@ -685,7 +685,7 @@ def test_mattermost_classifies_its_answers(engine, tmp_path):
         db, got = settle(e, tmp_path, MM_CASES, {"title": "disk full"})
         assert mock.rejected == []
         want = {
-            "m-ok": (200, "delivered", None, "200 ok"),
+            "m-ok": (200, "delivered", None, "HTTP 200 ok"),
             "m-bad": (400, "failed", "http_4xx",
                       "HTTP 400: Unable to parse incoming data "
                       "(web.incoming_webhook.parse.app_error)"),
@@ -748,9 +748,9 @@ def test_teams_reads_failures_inside_a_200(engine, tmp_path):
         legacy = ("Webhook message delivery failed with error: Microsoft "
                   "Teams endpoint returned HTTP error")
         want = {
-            "t-legacy-ok": (200, "delivered", None, "200 1"),
-            "t-workflow-ok": (202, "delivered", None, "202"),
-            "t-json-ok": (200, "delivered", None, '200 {"status":"ok"}'),
+            "t-legacy-ok": (200, "delivered", None, "HTTP 200 1"),
+            "t-workflow-ok": (202, "delivered", None, "HTTP 202"),
+            "t-json-ok": (200, "delivered", None, 'HTTP 200 {"status":"ok"}'),
             "t-429": (200, "retry", None,
                       f"HTTP 200 reporting 429 (Teams throttles above about 4 "
                       f"requests a second): {legacy} 429"),

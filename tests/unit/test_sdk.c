@@ -945,9 +945,9 @@ static void test_classify_default_statuses(void **state)
     static const char gone[] = "HTTP 410: the destination is gone; resume the "
                                "connector once its url is fixed";
     const status_case cases[] = {
-        {200, HDRS("200 OK", ""), HLC_DELIVERED, -1, "200"},
-        {201, HDRS("201 Created", ""), HLC_DELIVERED, -1, "201"},
-        {204, HDRS("204 No Content", ""), HLC_DELIVERED, -1, "204"},
+        {200, HDRS("200 OK", ""), HLC_DELIVERED, -1, "HTTP 200"},
+        {201, HDRS("201 Created", ""), HLC_DELIVERED, -1, "HTTP 201"},
+        {204, HDRS("204 No Content", ""), HLC_DELIVERED, -1, "HTTP 204"},
         {408, HDRS("408 Request Timeout", ""), HLC_RETRY, -1, "HTTP 408"},
         {425, HDRS("425 Too Early", ""), HLC_RETRY, -1, "HTTP 425"},
         {429, HDRS("429 Too Many Requests", ""), HLC_RETRY, -1, "HTTP 429"},
