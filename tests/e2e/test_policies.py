@@ -50,7 +50,7 @@ def post_many(e, bodies, source="gen", token=TOKEN):
                 "Content-Type: application/json\r\n"
                 f"Content-Length: {len(raw)}\r\n\r\n").encode() + raw
     ids = []
-    with socket.create_connection(("127.0.0.1", e.port), timeout=15) as sock:
+    with socket.create_connection(("127.0.0.1", e.port), timeout=30) as sock:
         sock.sendall(out)
         rfile = sock.makefile("rb")
         for _ in bodies:

@@ -7,13 +7,13 @@ What is kept or gone is read from the SQLite file as a user would, with
 sqlite3 (conftest.db_rows); waits poll with generous timeouts."""
 import json
 import re
-import socket
 import time
 
 import pytest
 
 from conftest import db_rows, run_cli, wait_rows
 from sink import Sink
+from test_policies import post_many
 
 ADMIN = "retention-admin-token-0123456789"
 HOOK = "ret-hook-token"
@@ -69,34 +69,6 @@ def post(e, body, source="gen"):
                  "Content-Type": "application/json"})
     assert status == 202, answer
     return json.loads(answer)["id"]
-
-
-def post_many(e, bodies, source="gen"):
-    """Post every body on one keep-alive connection, pipelined; returns the
-    ids in order."""
-    out = bytearray()
-    for b in bodies:
-        raw = json.dumps(b).encode()
-        out += (f"POST /v1/hooks/{source} HTTP/1.1\r\n"
-                f"Host: 127.0.0.1:{e.port}\r\n"
-                f"Authorization: Bearer {HOOK}\r\n"
-                "Content-Type: application/json\r\n"
-                f"Content-Length: {len(raw)}\r\n\r\n").encode() + raw
-    ids = []
-    with socket.create_connection(("127.0.0.1", e.port), timeout=30) as sock:
-        sock.sendall(out)
-        rfile = sock.makefile("rb")
-        for _ in bodies:
-            status = int(rfile.readline().split()[1])
-            length = 0
-            while (line := rfile.readline()) not in (b"\r\n", b"\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            body = rfile.read(length)
-            assert status == 202, body
-            ids.append(json.loads(body)["id"])
-    return ids
 
 
 def admin(e, method, path):
@@ -286,7 +258,7 @@ def test_purge_goes_in_batches(engine, tmp_path):
     e = engine(config("{ delivered: 1h, failed: 1h }"))
     for start in range(0, 510, 170):
         post_many(e, [{"title": f"bulk {i}"}
-                      for i in range(start, start + 170)])
+                      for i in range(start, start + 170)], token=HOOK)
     wait_rows(db, "SELECT count(*) FROM events WHERE state = 'normalized'",
               [(510,)], timeout=40)
     assert db_rows(db, "SELECT count(*) FROM canonical") == [(510,)]
@@ -321,7 +293,7 @@ def test_purge_gives_the_space_back(engine, tmp_path):
     e = engine(config("{ delivered: 1s, failed: 1s }"))
     assert db_rows(db, "PRAGMA auto_vacuum") == [(2,)]  # incremental
     post_many(e, [{"title": f"bulk {i}", "text": "x" * 8000}
-                  for i in range(60)])
+                  for i in range(60)], token=HOOK)
     wait_rows(db, "SELECT count(*) FROM canonical", [(60,)], timeout=30)
     (page_size,), = db_rows(db, "PRAGMA page_size")
     held = 60 * 2 * 8000 // page_size  # the body and the canonical event
