@@ -142,6 +142,18 @@ def db_rows(path, sql, args=()):
         db.close()
 
 
+def until(fn, what, timeout=20):
+    """Poll fn() until it returns something truthy; return it."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"never happened: {what} (last: {last!r})")
+
+
 def wait_rows(path, sql, want, args=(), timeout=15):
     """Poll until sql returns want: a value compared to the rows, or a
     predicate called with them. Returns the rows."""

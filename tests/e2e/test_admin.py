@@ -14,9 +14,7 @@ import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
-from conftest import ROOT, db_rows, minimal_config
+from conftest import ROOT, db_rows, minimal_config, until
 from sink import Answer, Hang, Sink
 
 ADMIN = "admin-token-0123456789abcdef"
@@ -142,18 +140,6 @@ def post_hook(e, source, body):
                  "Content-Type": "application/json"})
     assert status == 202, raw
     return json.loads(raw)["id"]
-
-
-def until(fn, what, timeout=20):
-    """Poll fn() until it returns something truthy; return it."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what} (last: {last!r})")
 
 
 def event_ids(e, path, token=ADMIN):

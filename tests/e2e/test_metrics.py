@@ -345,11 +345,11 @@ storage:
   path: ./hookline.db
 sources:
 {sources}""")
-    todo = iter(names)
+    unposted = iter(names)
     failures = []
 
     def worker():
-        for s in todo:
+        for s in unposted:
             status, raw = post(e, s, {"title": s})
             if status != 202:
                 failures.append((s, status, raw))
